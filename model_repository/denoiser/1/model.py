@@ -1,0 +1,104 @@
+"""denoiser: the scheduler loop from step K to the end, calling the ``unet`` model through BLS.
+
+K (the step-skip level) is fixed per model by the config parameter STEP_SKIP_K, so that each
+variant's model batches only same-K requests and they run in lockstep; with STEP_SKIP_K = -1
+it comes from the STEP_SKIP_K input instead and a batch is split into same-K groups.
+K = 0 starts from per-request seeded noise; K > 0 starts from the LATENT input (a cached
+intermediate latent of a similar prompt) and runs NUM_STEPS - K UNet steps.
+"""
+
+import json
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+from orchestrator.triton.backend import BadRequest, input_array, run_batched, set_threads
+from tiny_model.models import LATENT_CHANNELS, LATENT_SIZE, load_clip, load_tokenizer
+from tiny_model.pipeline import denoise, encode_prompts, initial_noise
+
+LATENT_SHAPE = (LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        set_threads()
+        params = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
+        self.unet_model = params.get("UNET_MODEL", "unet")
+        self.num_steps = int(params.get("NUM_STEPS", "50"))
+        self.guidance_scale = float(params.get("GUIDANCE_SCALE", "3.0"))
+        self.fixed_k = int(params.get("STEP_SKIP_K", "-1"))
+        self.levels = [int(x) for x in params.get("SAVE_LEVELS", "").split(",") if x]
+        tokenizer = load_tokenizer()
+        # The unconditional (empty-prompt) embedding for classifier-free guidance, computed once.
+        self.uncond = encode_prompts(load_clip(tokenizer=tokenizer), tokenizer, [""])
+
+    def _parse(self, request):
+        hidden = input_array(request, "ENCODER_HIDDEN_STATES")
+        pooled = input_array(request, "TEXT_EMBEDS")
+        seed = input_array(request, "SEED").reshape(-1)
+        n = hidden.shape[0]
+        if self.fixed_k >= 0:
+            k = self.fixed_k
+        else:
+            ks = input_array(request, "STEP_SKIP_K").reshape(-1)
+            if len(set(ks.tolist())) != 1:
+                raise BadRequest("all items of one request must share STEP_SKIP_K")
+            k = int(ks[0])
+        if not 0 <= k < self.num_steps:
+            raise BadRequest(f"STEP_SKIP_K={k} is outside [0, {self.num_steps})")
+        latent = input_array(request, "LATENT", required=False)
+        if k > 0:
+            if latent is None:
+                raise BadRequest(f"STEP_SKIP_K={k} needs a LATENT to start from")
+            if latent.shape[1:] != LATENT_SHAPE or latent.shape[0] != n:
+                raise BadRequest(f"LATENT must have shape [{n}, {', '.join(map(str, LATENT_SHAPE))}], got {list(latent.shape)}")
+            if not np.isfinite(latent).all():
+                raise BadRequest("LATENT contains NaN or Inf")
+        else:
+            latent = initial_noise(seed).numpy()
+        return {"hidden": hidden, "pooled": pooled, "latent": latent.astype(np.float32), "k": np.full(n, k)}
+
+    def _unet_step(self, x, t, hid, pool, time_ids):
+        inputs = [
+            pb_utils.Tensor("SAMPLE", x.numpy()),
+            pb_utils.Tensor("TIMESTEP", t.numpy().reshape(-1, 1)),
+            pb_utils.Tensor("ENCODER_HIDDEN_STATES", hid.numpy()),
+            pb_utils.Tensor("TEXT_EMBEDS", pool.numpy()),
+            pb_utils.Tensor("TIME_IDS", time_ids.numpy()),
+        ]
+        req = pb_utils.InferenceRequest(model_name=self.unet_model, requested_output_names=["NOISE_PRED"], inputs=inputs)
+        resp = req.exec()
+        if resp.has_error():
+            raise RuntimeError(f"{self.unet_model}: {resp.error().message()}")
+        return torch.from_numpy(pb_utils.get_output_tensor_by_name(resp, "NOISE_PRED").as_numpy())
+
+    def _compute(self, b):
+        # LEVEL_LATENTS[:, j] is the latent at the start of step levels[j] (what the cache stores
+        # for step-skip level levels[j]); NaN where the generation started after that level.
+        saved = np.full((len(b["k"]), len(self.levels), *LATENT_SHAPE), np.nan, dtype=np.float32)
+
+        def on_step(i, latents):
+            if i in self.levels:
+                saved[:, self.levels.index(i)] = latents.numpy()
+
+        latents = denoise(
+            torch.from_numpy(b["latent"]),
+            torch.from_numpy(b["hidden"]),
+            torch.from_numpy(b["pooled"]),
+            *self.uncond,
+            self._unet_step,
+            k=int(b["k"][0]),
+            num_inference_steps=self.num_steps,
+            guidance_scale=self.guidance_scale,
+            is_cancelled=self._all_cancelled,
+            on_step=on_step,
+        )
+        return {"LATENT_OUT": latents.numpy(), "LEVEL_LATENTS": saved} if self.levels else {"LATENT_OUT": latents.numpy()}
+
+    def execute(self, requests):
+        self._requests = requests
+        return run_batched(requests, self._parse, self._compute, group_key=lambda p: int(p["k"][0]))
+
+    def _all_cancelled(self):
+        return all(r.is_cancelled() for r in self._requests)

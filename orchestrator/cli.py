@@ -1,0 +1,213 @@
+"""``argus``: the command line of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Quality-aware text-to-image serving on NVIDIA Triton.", no_args_is_help=True, add_completion=False)
+triton_app = typer.Typer(help="Run a detached tritonserver with the project's model repository.", no_args_is_help=True)
+repo_app = typer.Typer(help="Write the Triton model repository.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (they print ratios measured side by side in one run).", no_args_is_help=True)
+app.add_typer(triton_app, name="triton")
+app.add_typer(repo_app, name="repo")
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    return tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+
+
+@triton_app.command("up")
+def triton_up(
+    grpc_port: int = typer.Option(18101, help="gRPC port; HTTP is grpc-1, metrics grpc+1."),
+    models: str = typer.Option("", help="Comma-separated models to load (default: every variant)."),
+):
+    """Start tritonserver in the background and wait until it is ready."""
+    from orchestrator.triton import server
+    from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, write_repository
+
+    cfg = RepositoryConfig()
+    write_repository(cfg, PROJECT_REPOSITORY)
+    load = tuple(m for m in models.split(",") if m) or tuple(models_to_load(cfg))
+    info = server.up(server.TritonConfig(grpc_port=grpc_port, http_port=grpc_port - 1, metrics_port=grpc_port + 1, load_models=load))
+    console.print_json(json.dumps(info))
+
+
+@triton_app.command("down")
+def triton_down():
+    """Stop the background tritonserver (SIGTERM, then SIGKILL)."""
+    from orchestrator.triton import server
+
+    console.print("stopped" if server.down() else "not running")
+
+
+@triton_app.command("status")
+def triton_status():
+    from orchestrator.triton import server
+
+    st = server.status()
+    if st.get("running"):
+        import tritonclient.grpc as grpcclient
+
+        try:
+            index = grpcclient.InferenceServerClient(st["grpc"]).get_model_repository_index(as_json=True).get("models", [])
+            st["ready_models"] = sorted(m["name"] for m in index if m.get("state") == "READY")
+        except Exception as e:  # noqa: BLE001 - status reports, it does not fail
+            st["error"] = str(e)
+    console.print_json(json.dumps(st))
+
+
+@repo_app.command("write")
+def repo_write(
+    out: Path = typer.Option(None, help="Output directory (default: the project's model_repository/)."),
+    levels: str = typer.Option("0,5,10,15,20,25", help="Step-skip levels K, one variant each."),
+    steps: int = typer.Option(50, help="Full schedule length of the base model."),
+):
+    """Write every config.pbtxt (and per-variant denoiser shims) for a set of step-skip levels."""
+    from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, write_repository
+
+    files = write_repository(RepositoryConfig(step_skip_levels=_levels(levels), num_inference_steps=steps), out or PROJECT_REPOSITORY)
+    console.print(f"wrote {len(files)} files to {out or PROJECT_REPOSITORY}")
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="The prompt."),
+    output: Path = typer.Option(Path("out.png"), "-o", "--output"),
+    k: int = typer.Option(0, "--k", help="Step-skip level: start from the latent at step K of --source's generation."),
+    seed: int = typer.Option(0, "--seed"),
+    source: Optional[str] = typer.Option(None, help="Prompt whose intermediate latent K>0 starts from (default: the prompt itself)."),
+    fast: bool = typer.Option(False, help="Use the fast model instead."),
+    url: str = typer.Option("127.0.0.1:18101", help="Triton gRPC address (see `argus triton up`)."),
+    scale: int = typer.Option(4, help="Nearest-neighbour upscaling of the saved PNG (1 = native 32x32)."),
+):
+    """Generate one image through Triton over gRPC and write it as PNG."""
+    import tritonclient.grpc as grpcclient
+    from PIL import Image
+
+    from orchestrator.triton.client import generate_with_levels
+    from orchestrator.triton.repository import RepositoryConfig
+
+    client = grpcclient.InferenceServerClient(url)
+    if fast:
+        images, _ = generate_with_levels(client, [prompt], [seed], "fast", levels=False)
+    elif k == 0:
+        images, _ = generate_with_levels(client, [prompt], [seed], "k0", levels=False)
+    else:
+        levels = sorted(RepositoryConfig().step_skip_levels)
+        if k not in levels:
+            raise typer.BadParameter(f"--k must be one of {levels}")
+        _, lv = generate_with_levels(client, [source or prompt], [seed], "k0")
+        images, _ = generate_with_levels(client, [prompt], [seed], f"k{k}", latents=lv[:, levels.index(k)], levels=False)
+    img = Image.fromarray(images[0])
+    img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST).save(output)
+    console.print(f"wrote {output}")
+
+
+def perf_analyzer_env() -> dict[str, str]:
+    """perf_analyzer 2.51 needs libb64 and libcudart: link them from pytriton's bundled libs."""
+    from orchestrator.triton.server import STATE_DIR, pytriton_dirs
+
+    _, libs = pytriton_dirs()
+    out = STATE_DIR / "palibs"
+    out.mkdir(parents=True, exist_ok=True)
+    for pattern, name in (("libcudart-*.so.12*", "libcudart.so.12"), ("libb64-*.so.0d", "libb64.so.0d")):
+        target = next(libs.glob(pattern))
+        link = out / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target)
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(out), env.get("LD_LIBRARY_PATH", "")) if p)
+    return env
+
+
+def perf_analyzer_command(model: str, url: str, concurrency: str, interval_ms: int, csv: Path | None, batch: int) -> list[str]:
+    """perf_analyzer over gRPC with real prompt data (a string input needs explicit data)."""
+    from orchestrator.triton.server import STATE_DIR
+
+    data = STATE_DIR / f"perf_data_{model}.json"
+    row = {"PROMPT": {"content": ["a large red circle on the left and a small blue square on the right"], "shape": [1]}, "SEED": {"content": [7], "shape": [1]}}
+    if model.startswith("t2i_k") and model != "t2i_k0":
+        row["LATENT"] = {"content": [0.0] * 256, "shape": [4, 8, 8]}
+    data.write_text(json.dumps({"data": [row]}))
+    pa = Path(sys.executable).parent / "perf_analyzer"
+    cmd = [str(pa), "-m", model, "-u", url, "-i", "grpc", "--concurrency-range", concurrency, "--measurement-interval", str(interval_ms),
+           "--input-data", str(data), "-b", str(batch), "--stability-percentage", "50", "--max-trials", "4"]
+    return cmd + (["-f", str(csv)] if csv else [])
+
+
+@app.command()
+def perf(
+    model: str = typer.Option("t2i_k0", help="Model to load-test (a t2i_* ensemble)."),
+    url: str = typer.Option("127.0.0.1:18101"),
+    concurrency: str = typer.Option("1:2", help="perf_analyzer --concurrency-range."),
+    interval_ms: int = typer.Option(4000),
+    batch: int = typer.Option(1),
+    csv: Optional[Path] = typer.Option(None, help="Write perf_analyzer's CSV here."),
+):
+    """Run perf_analyzer (from tritonclient 2.51) against a running server over gRPC."""
+    cmd = perf_analyzer_command(model, url, concurrency, interval_ms, csv, batch)
+    raise typer.Exit(subprocess.call(cmd, env=perf_analyzer_env()))
+
+
+@app.command("train-embedded")
+def train_embedded(
+    smoke: bool = typer.Option(False, help="A few steps of every phase (for CI); writes to --out."),
+    out: Optional[Path] = typer.Option(None, help="Weights directory (default: tiny_model/weights)."),
+    seed: int = typer.Option(0),
+):
+    """Reproduce the embedded model's weights from a seed."""
+    from tiny_model.train import TrainConfig, train_embedded as run
+
+    if smoke:
+        cfg = TrainConfig.smoke(out or Path("runs/smoke_weights"))
+    else:
+        cfg = TrainConfig(seed=seed)
+        if out:
+            cfg.out_dir = out
+    cfg.seed = seed
+    meta = run(cfg)
+    console.print_json(json.dumps(meta["wall_s"]))
+
+
+@app.command()
+def demo(out_dir: Path = typer.Option(Path("runs/demo")), grpc_port: int = typer.Option(18201)):
+    """The main job: start Triton, serve a short workload at every variant, score it, write a report."""
+    from orchestrator.demo import DemoConfig, run_demo
+
+    report = run_demo(DemoConfig(out_dir=out_dir, grpc_port=grpc_port), console=console)
+    table = Table(title=f"{len(report['rows_of_grid'])} prompts through Triton (trained weights: {report['trained_weights']})")
+    for col in ("variant", "UNet steps", "latency/image (ms)", "CLIP score", "ground-truth acc"):
+        table.add_column(col, justify="right")
+    for row in report["summary"]:
+        gt = "-" if row["gt_accuracy"] is None else f"{row['gt_accuracy']:.2f}"
+        table.add_row(row["variant"], str(row["unet_steps"]), f"{row['latency_per_image_ms']:.0f}", f"{row['clip_score']:.1f}", gt)
+    console.print(table)
+    console.print(f"images: {out_dir}/grid.png (rows: prompts, columns: {', '.join(report['columns_of_grid'])}); report: {out_dir}/report.json")
+
+
+@bench_app.command("serving")
+def bench_serving(
+    requests: int = typer.Option(24, help="Requests per variant and mode."),
+    concurrency: int = typer.Option(4),
+    grpc_port: int = typer.Option(18301),
+):
+    """Images/s and p50/p99 latency of t2i_k0 vs t2i_k25 through Triton, and Triton vs in-process."""
+    from orchestrator.bench_serving import ServingBenchConfig, run_serving_bench
+
+    run_serving_bench(ServingBenchConfig(requests=requests, concurrency=concurrency, grpc_port=grpc_port), console)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,166 @@
+"""The main job on the embedded default: serve a short real workload through Triton, report it.
+
+Phases: start Triton -> encode prompts -> full-quality generation (K=0, keeping each prompt's
+latents at every step-skip level) -> approximate generation (each K>0 starts from the latent of
+the most similar *other* prompt, as the cache would serve it) -> the fast model -> score every
+image -> write a grid PNG, per-image PNGs and a report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from PIL import Image
+
+from orchestrator.triton.client import generate_with_levels
+from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, variant_k, write_repository
+from orchestrator.triton.server import PROJECT_ROOT, TritonConfig, TritonServer
+from tiny_model.world import sample_scene
+
+SHARED_PROMPTS = PROJECT_ROOT.parent / "shared" / "data" / "prompts"
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    out_dir: Path = PROJECT_ROOT / "runs" / "demo"
+    num_simple: int = 6
+    num_hard: int = 6
+    num_real: int = 4
+    """Real prompts from ../shared/data/prompts/drawbench.csv (skipped when absent)."""
+    seed: int = 0
+    grpc_port: int = 18201
+    batch_size: int = 8
+
+
+@dataclasses.dataclass
+class VariantRun:
+    variant: str
+    images: np.ndarray
+    latency_s: list[float]
+    source: list[int]  # index of the prompt whose cached latent this generation started from (-1: noise)
+
+
+def workload(cfg: DemoConfig) -> tuple[list[str], list[str]]:
+    """(prompts, kinds): world prompts of graded difficulty plus a few real ones."""
+    rng = random.Random(cfg.seed)
+    prompts = [sample_scene(rng, "simple").caption() for _ in range(cfg.num_simple)]
+    prompts += [sample_scene(rng, "hard" if i % 3 else "counting").caption() for i in range(cfg.num_hard)]
+    kinds = ["simple"] * cfg.num_simple + ["hard"] * cfg.num_hard
+    path = SHARED_PROMPTS / "drawbench.csv"
+    if cfg.num_real and path.exists():
+        import csv
+
+        rows = [r["Prompt"] for r in csv.DictReader(path.open(encoding="utf-8")) if r.get("Prompt", "").strip()]
+        prompts += rows[: cfg.num_real]
+        kinds += ["real"] * min(cfg.num_real, len(rows))
+    return prompts, kinds
+
+
+def pooled_embeddings(client, prompts: list[str]) -> np.ndarray:
+    """The text_encoder's pooled embeddings, unit-normalised (what the cache searches on)."""
+    out = []
+    for i in range(0, len(prompts), 8):
+        part = grpcclient.InferInput("PROMPT", [len(prompts[i : i + 8]), 1], "BYTES")
+        part.set_data_from_numpy(np.array([p.encode() for p in prompts[i : i + 8]], dtype=np.object_).reshape(-1, 1))
+        out.append(client.infer("text_encoder", [part]).as_numpy("TEXT_EMBEDS"))
+    emb = np.concatenate(out)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
+def nearest_other(emb: np.ndarray) -> np.ndarray:
+    sim = emb @ emb.T
+    np.fill_diagonal(sim, -np.inf)
+    return sim.argmax(1)
+
+
+def run_variant(client, variant: str, prompts: list[str], seeds: list[int], batch: int, start: np.ndarray | None, levels: bool):
+    images, level_latents, lat = [], [], []
+    for i in range(0, len(prompts), batch):
+        t = time.perf_counter()
+        im, lv = generate_with_levels(
+            client, prompts[i : i + batch], seeds[i : i + batch], variant, None if start is None else start[i : i + batch], levels=levels
+        )
+        lat.append(time.perf_counter() - t)
+        images.append(im)
+        if lv is not None:
+            level_latents.append(lv)
+    return np.concatenate(images), (np.concatenate(level_latents) if level_latents else None), lat
+
+
+def save_grid(path: Path, rows: list[list[np.ndarray]], scale: int = 3) -> None:
+    h, w = rows[0][0].shape[:2]
+    grid = Image.new("RGB", (len(rows[0]) * w * scale, len(rows) * h * scale), (255, 255, 255))
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            grid.paste(Image.fromarray(img).resize((w * scale, h * scale), Image.Resampling.NEAREST), (c * w * scale, r * h * scale))
+    grid.save(path)
+
+
+def run_demo(cfg: DemoConfig, repo_cfg: RepositoryConfig = RepositoryConfig(), console=None) -> dict:
+    from tiny_model.quality import QualityScorer
+
+    log = console.print if console else print
+    write_repository(repo_cfg, PROJECT_REPOSITORY)
+    prompts, kinds = workload(cfg)
+    seeds = list(range(cfg.seed, cfg.seed + len(prompts)))
+    tcfg = TritonConfig(grpc_port=cfg.grpc_port, http_port=cfg.grpc_port - 1, metrics_port=cfg.grpc_port + 1, load_models=tuple(models_to_load(repo_cfg)))
+    t0 = time.perf_counter()
+    log(f"starting tritonserver with {len(tcfg.load_models)} models (+ their ensemble steps) ...")
+    runs: dict[str, VariantRun] = {}
+    with TritonServer(tcfg) as server:
+        log(f"ready in {time.perf_counter() - t0:.1f}s; gRPC {server.config.grpc_url}; log {server.log_path}")
+        client = grpcclient.InferenceServerClient(server.config.grpc_url)
+        emb = pooled_embeddings(client, prompts)
+        source = nearest_other(emb)
+        images, levels, lat = run_variant(client, "k0", prompts, seeds, cfg.batch_size, None, levels=True)
+        runs["k0"] = VariantRun("k0", images, lat, [-1] * len(prompts))
+        log(f"k0: {len(prompts)} images in {sum(lat):.1f}s")
+        level_order = sorted(repo_cfg.step_skip_levels)
+        for variant in repo_cfg.variants:
+            k = variant_k(variant)
+            if variant == "k0":
+                continue
+            start = levels[source, level_order.index(k)] if k > 0 else None
+            images, _, lat = run_variant(client, variant, prompts, seeds, cfg.batch_size, start, levels=False)
+            runs[variant] = VariantRun(variant, images, lat, source.tolist() if k > 0 else [-1] * len(prompts))
+            log(f"{variant}: {len(prompts)} images in {sum(lat):.1f}s")
+        stats = client.get_inference_statistics(as_json=True)["model_stats"]
+    scorer = QualityScorer()
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    summary, records = [], []
+    for variant, run in runs.items():
+        clip = scorer.clip_score(run.images, prompts)
+        gt = scorer.ground_truth(run.images, prompts)
+        gt_all = [g["all"] for g in gt if g is not None]
+        summary.append(
+            {
+                "variant": variant,
+                "unet_steps": (repo_cfg.fast_num_inference_steps if variant == "fast" else repo_cfg.num_inference_steps - variant_k(variant)),
+                "latency_per_image_ms": 1000 * sum(run.latency_s) / len(prompts),
+                "clip_score": float(clip.mean()),
+                "gt_accuracy": float(np.mean(gt_all)) if gt_all else None,
+            }
+        )
+        for i, p in enumerate(prompts):
+            name = f"{i:02d}_{variant}.png"
+            Image.fromarray(run.images[i]).save(cfg.out_dir / name)
+            records.append({"prompt": p, "kind": kinds[i], "variant": variant, "seed": seeds[i], "source_prompt": prompts[run.source[i]] if run.source[i] >= 0 else None,
+                            "clip_score": float(clip[i]), "ground_truth": gt[i], "file": name})
+    save_grid(cfg.out_dir / "grid.png", [[runs[v].images[i] for v in runs] for i in range(len(prompts))])
+    report = {
+        "columns_of_grid": list(runs),
+        "rows_of_grid": prompts,
+        "trained_weights": (PROJECT_ROOT / "tiny_model" / "weights" / "meta.json").exists(),
+        "summary": summary,
+        "records": records,
+        "triton_model_stats": {s["name"]: {"inference_count": int(s.get("inference_count", 0)), "execution_count": int(s.get("execution_count", 0))} for s in stats},
+        "wall_s": time.perf_counter() - t0,
+    }
+    (cfg.out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,108 @@
+"""Helpers for the project's Python-backend models (imported only inside a Triton stub).
+
+The Python backend does not merge a dynamic batch: ``execute`` gets one request per client
+call, each with its own batch dimension. ``gather`` concatenates them and ``scatter`` splits
+results back, so every model handles batches of N prompts, never just the first one.
+A bad request gets its own error response; the others in the batch still run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+MAX_PROMPT_BYTES = 2048
+"""Longest prompt accepted (UTF-8 bytes); the tokenizer truncates far earlier, so longer is abuse."""
+
+
+class BadRequest(ValueError):
+    """A request the client must fix; answered with INVALID_ARGUMENT."""
+
+
+def set_threads() -> None:
+    """One torch thread per instance by default (several instances share 2 cores)."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("ARGUS_TORCH_THREADS", "1")))
+
+
+def error_response(message: str, invalid: bool = True):
+    code = pb_utils.TritonError.INVALID_ARG if invalid else pb_utils.TritonError.INTERNAL
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message, code))
+
+
+def input_array(request, name: str, required: bool = True) -> np.ndarray | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        if required:
+            raise BadRequest(f"missing input {name}")
+        return None
+    return tensor.as_numpy()
+
+
+def decode_prompts(raw: np.ndarray) -> list[str]:
+    """BYTES tensor -> list of prompts; rejects empty, oversized and non-UTF-8 prompts."""
+    prompts = []
+    for item in raw.reshape(-1):
+        data = item if isinstance(item, bytes) else str(item).encode()
+        if len(data) > MAX_PROMPT_BYTES:
+            raise BadRequest(f"prompt is {len(data)} bytes; the limit is {MAX_PROMPT_BYTES}")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BadRequest(f"prompt is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+        if not text.strip():
+            raise BadRequest("prompt is empty")
+        prompts.append(text)
+    return prompts
+
+
+def run_batched(
+    requests: list,
+    parse: Callable[[Any], dict[str, np.ndarray | list]],
+    compute: Callable[[dict[str, Any]], dict[str, np.ndarray]],
+    *,
+    group_key: Callable[[dict[str, Any]], Any] = lambda parsed: None,
+    extra_error: Callable[[Exception], bool] = lambda e: False,
+) -> list:
+    """Parse every request, run ``compute`` once per group of compatible requests, split results.
+
+    ``parse`` turns one request into named arrays (or lists) with a leading batch dim; a
+    ``BadRequest`` there fails that request alone. Requests with equal ``group_key`` are
+    concatenated and computed together (e.g. same step-skip level K, in lockstep).
+    """
+    responses: list = [None] * len(requests)
+    groups: dict[Any, list[tuple[int, dict]]] = {}
+    for i, request in enumerate(requests):
+        try:
+            parsed = parse(request)
+        except BadRequest as e:
+            responses[i] = error_response(str(e))
+            continue
+        groups.setdefault(group_key(parsed), []).append((i, parsed))
+    for members in groups.values():
+        keys = members[0][1].keys()
+        merged = {}
+        for k in keys:
+            parts = [p[k] for _, p in members]
+            merged[k] = sum(parts, []) if isinstance(parts[0], list) else np.concatenate(parts)
+        sizes = [len(next(iter(p.values()))) for _, p in members]
+        try:
+            outputs = compute(merged)
+        except BadRequest as e:
+            for i, _ in members:
+                responses[i] = error_response(str(e))
+            continue
+        except Exception as e:  # noqa: BLE001 - a failed batch must answer, not crash the instance
+            for i, _ in members:
+                responses[i] = error_response(f"{type(e).__name__}: {e}", invalid=extra_error(e))
+            continue
+        start = 0
+        for (i, _), n in zip(members, sizes):
+            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(arr[start : start + n])) for name, arr in outputs.items()]
+            responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
+            start += n
+    return responses

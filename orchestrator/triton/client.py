@@ -1,0 +1,53 @@
+"""Calling the t2i ensembles over gRPC with tritonclient."""
+
+from __future__ import annotations
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from orchestrator.triton.repository import ensemble_name, variant_k
+
+
+def t2i_inputs(prompts: list[str], seeds: list[int], latents: np.ndarray | None = None) -> list[grpcclient.InferInput]:
+    """The ensemble inputs for a batch: PROMPT (BYTES [N,1]), SEED (INT64 [N,1]), optional LATENT."""
+    p = np.array([s.encode("utf-8") for s in prompts], dtype=np.object_).reshape(-1, 1)
+    s = np.asarray(seeds, dtype=np.int64).reshape(-1, 1)
+    arrays = [("PROMPT", p, "BYTES"), ("SEED", s, "INT64")]
+    if latents is not None:
+        arrays.append(("LATENT", np.ascontiguousarray(latents, dtype=np.float32), "FP32"))
+    inputs = []
+    for name, arr, dtype in arrays:
+        inp = grpcclient.InferInput(name, list(arr.shape), dtype)
+        inp.set_data_from_numpy(arr)
+        inputs.append(inp)
+    return inputs
+
+
+def generate(
+    client: grpcclient.InferenceServerClient,
+    prompts: list[str],
+    seeds: list[int],
+    variant: str = "k0",
+    latents: np.ndarray | None = None,
+    timeout_s: float | None = None,
+) -> np.ndarray:
+    """Images (N, H, W, 3) uint8 from ``t2i_<variant>``; K>0 variants need the start ``latents``."""
+    return generate_with_levels(client, prompts, seeds, variant, latents, timeout_s, levels=False)[0]
+
+
+def generate_with_levels(
+    client: grpcclient.InferenceServerClient,
+    prompts: list[str],
+    seeds: list[int],
+    variant: str = "k0",
+    latents: np.ndarray | None = None,
+    timeout_s: float | None = None,
+    levels: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(images, LEVEL_LATENTS (N, levels, C, h, w) or None): the latents at every step-skip level."""
+    if variant_k(variant) > 0 and latents is None:
+        raise ValueError(f"variant {variant} starts from a cached latent: pass latents")
+    names = ["IMAGE"] + (["LEVEL_LATENTS"] if levels else [])
+    outputs = [grpcclient.InferRequestedOutput(n) for n in names]
+    result = client.infer(ensemble_name(variant), t2i_inputs(prompts, seeds, latents), outputs=outputs, client_timeout=timeout_s)
+    return result.as_numpy("IMAGE"), result.as_numpy("LEVEL_LATENTS") if levels else None

@@ -1,0 +1,218 @@
+"""Writes the Triton model repository for a set of approximation variants.
+
+A *variant* is one way to serve a prompt: ``k{K}`` (step-skip level K of the base model, starting
+from a cached latent at step K) or ``fast`` (the smaller UNet with a short schedule). Each variant
+gets its own denoiser model (so dynamic batching only ever merges same-K requests, which then
+run in lockstep) and an ensemble ``t2i_<variant>`` that chains text_encoder -> denoiser -> vae_decoder.
+
+The hand-written model code lives in ``model_repository/{text_encoder,unet,vae_decoder,denoiser}/1``;
+this module writes every ``config.pbtxt`` and the per-variant denoiser shims, so the K set is
+configuration. ``model_repository/`` in the project is this module's output for the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+from tiny_model.models import LATENT_CHANNELS, LATENT_SIZE, POOLED_DIM, TEXT_DIM, TIME_IDS_DIM, TOKEN_LEN, IMAGE_SIZE
+
+PROJECT_REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+HAND_WRITTEN = ("text_encoder", "unet", "vae_decoder", "denoiser")
+
+
+@dataclasses.dataclass(frozen=True)
+class RepositoryConfig:
+    """What the generated repository serves. Defaults match the paper's K set of a 50-step schedule."""
+
+    step_skip_levels: tuple[int, ...] = (0, 5, 10, 15, 20, 25)
+    """K values, one variant each; K=0 is full quality."""
+    num_inference_steps: int = 50
+    """Length of the base model's full schedule."""
+    fast_num_inference_steps: int = 20
+    """Schedule length of the fast (smaller UNet) variant."""
+    guidance_scale: float = 3.0
+    max_batch_size: int = 8
+    """Largest batch of prompts per request and per dynamic batch."""
+    max_queue_delay_us: int = 2000
+    """How long the denoisers wait to fill a batch; short, since a step costs ~10 ms here."""
+    denoiser_instances: int = 1
+    unet_instances: int = 1
+
+    def __post_init__(self):
+        if not self.step_skip_levels or 0 not in self.step_skip_levels:
+            raise ValueError(f"step_skip_levels must include 0, got {self.step_skip_levels}")
+        bad = [k for k in self.step_skip_levels if not 0 <= k < self.num_inference_steps]
+        if bad:
+            raise ValueError(f"step-skip levels {bad} are outside [0, {self.num_inference_steps})")
+
+    @property
+    def variants(self) -> list[str]:
+        return [f"k{k}" for k in sorted(self.step_skip_levels)] + ["fast"]
+
+
+def variant_k(variant: str) -> int:
+    """The step-skip level of a variant name (the fast variant starts from noise: 0)."""
+    return int(variant[1:]) if variant.startswith("k") else 0
+
+
+def ensemble_name(variant: str) -> str:
+    return f"t2i_{variant}"
+
+
+def denoiser_name(variant: str) -> str:
+    return f"denoiser_{variant}"
+
+
+def _tensor(name: str, dtype: str, dims, optional: bool = False) -> str:
+    opt = " optional: true" if optional else ""
+    return f'  {{ name: "{name}" data_type: {dtype} dims: [ {", ".join(str(d) for d in dims)} ]{opt} }}'
+
+
+def _io(kind: str, tensors: list[str]) -> str:
+    return f"{kind} [\n" + ",\n".join(tensors) + "\n]\n"
+
+
+def _params(params: dict[str, str]) -> str:
+    return "".join(f'parameters: {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in params.items())
+
+
+def _python_config(name, max_batch, inputs, outputs, instances=1, dynamic_batching_us=None, params=None) -> str:
+    text = f'name: "{name}"\nbackend: "python"\nmax_batch_size: {max_batch}\n'
+    text += _io("input", inputs) + _io("output", outputs)
+    text += f"instance_group [ {{ kind: KIND_CPU count: {instances} }} ]\n"
+    if dynamic_batching_us is not None:
+        text += f"dynamic_batching {{ max_queue_delay_microseconds: {dynamic_batching_us} }}\n"
+    return text + _params(params or {})
+
+
+LATENT_DIMS = (LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)
+HIDDEN = _tensor("ENCODER_HIDDEN_STATES", "TYPE_FP32", (TOKEN_LEN, TEXT_DIM))
+POOLED = _tensor("TEXT_EMBEDS", "TYPE_FP32", (POOLED_DIM,))
+
+
+def text_encoder_config(cfg: RepositoryConfig) -> str:
+    return _python_config("text_encoder", cfg.max_batch_size, [_tensor("PROMPT", "TYPE_STRING", (1,))], [HIDDEN, POOLED], dynamic_batching_us=0)
+
+
+def unet_config(cfg: RepositoryConfig, name: str) -> str:
+    inputs = [
+        _tensor("SAMPLE", "TYPE_FP32", LATENT_DIMS),
+        _tensor("TIMESTEP", "TYPE_FP32", (1,)),
+        HIDDEN,
+        POOLED,
+        _tensor("TIME_IDS", "TYPE_FP32", (TIME_IDS_DIM,)),
+    ]
+    # Classifier-free guidance doubles the denoiser's batch; several denoisers may share a batch.
+    return _python_config(
+        name, 4 * cfg.max_batch_size, inputs, [_tensor("NOISE_PRED", "TYPE_FP32", LATENT_DIMS)],
+        instances=cfg.unet_instances, dynamic_batching_us=0, params={"UNET_NAME": name},
+    )
+
+
+def vae_decoder_config(cfg: RepositoryConfig) -> str:
+    return _python_config(
+        "vae_decoder", cfg.max_batch_size, [_tensor("LATENT", "TYPE_FP32", LATENT_DIMS)],
+        [_tensor("IMAGE", "TYPE_UINT8", (IMAGE_SIZE, IMAGE_SIZE, 3))], dynamic_batching_us=0,
+    )
+
+
+def denoiser_config(cfg: RepositoryConfig, name: str, k: int | None, fast: bool = False) -> str:
+    """k=None: the generic denoiser, K comes from the STEP_SKIP_K input."""
+    inputs = [HIDDEN, POOLED, _tensor("SEED", "TYPE_INT64", (1,)), _tensor("LATENT", "TYPE_FP32", LATENT_DIMS, optional=not k)]
+    if k is None:
+        inputs.append(_tensor("STEP_SKIP_K", "TYPE_INT32", (1,)))
+    params = {
+        "UNET_MODEL": "unet_fast" if fast else "unet",
+        "NUM_STEPS": str(cfg.fast_num_inference_steps if fast else cfg.num_inference_steps),
+        "GUIDANCE_SCALE": str(cfg.guidance_scale),
+        "STEP_SKIP_K": str(-1 if k is None else k),
+        "SAVE_LEVELS": "" if fast else ",".join(map(str, sorted(cfg.step_skip_levels))),
+    }
+    return _python_config(
+        name, cfg.max_batch_size, inputs, [_tensor("LATENT_OUT", "TYPE_FP32", LATENT_DIMS), *level_latents(cfg, fast)],
+        instances=cfg.denoiser_instances, dynamic_batching_us=cfg.max_queue_delay_us, params=params,
+    )
+
+
+def level_latents(cfg: RepositoryConfig, fast: bool = False) -> list[str]:
+    """Intermediate latents at each step-skip level (for the cache); none for the fast model."""
+    return [] if fast else [_tensor("LEVEL_LATENTS", "TYPE_FP32", (len(cfg.step_skip_levels), *LATENT_DIMS))]
+
+
+def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
+    ins = " ".join(f'input_map {{ key: "{k}" value: "{v}" }}' for k, v in inputs.items())
+    outs = " ".join(f'output_map {{ key: "{k}" value: "{v}" }}' for k, v in outputs.items())
+    return f'  {{ model_name: "{model}" model_version: -1 {ins} {outs} }}'
+
+
+def ensemble_config(cfg: RepositoryConfig, variant: str) -> str:
+    k = variant_k(variant)
+    inputs = [_tensor("PROMPT", "TYPE_STRING", (1,)), _tensor("SEED", "TYPE_INT64", (1,))]
+    den_in = {"ENCODER_HIDDEN_STATES": "hidden", "TEXT_EMBEDS": "pooled", "SEED": "SEED"}
+    if k > 0:
+        inputs.append(_tensor("LATENT", "TYPE_FP32", LATENT_DIMS))
+        den_in["LATENT"] = "LATENT"
+    steps = [
+        _step("text_encoder", {"PROMPT": "PROMPT"}, {"ENCODER_HIDDEN_STATES": "hidden", "TEXT_EMBEDS": "pooled"}),
+        _step(denoiser_name(variant), den_in, {"LATENT_OUT": "latent", **({} if variant == "fast" else {"LEVEL_LATENTS": "LEVEL_LATENTS"})}),
+        _step("vae_decoder", {"LATENT": "latent"}, {"IMAGE": "IMAGE"}),
+    ]
+    text = f'name: "{ensemble_name(variant)}"\nplatform: "ensemble"\nmax_batch_size: {cfg.max_batch_size}\n'
+    outputs = [_tensor("IMAGE", "TYPE_UINT8", (IMAGE_SIZE, IMAGE_SIZE, 3)), *level_latents(cfg, variant == "fast")]
+    text += _io("input", inputs) + _io("output", outputs)
+    return text + "ensemble_scheduling { step [\n" + ",\n".join(steps) + "\n] }\n"
+
+
+SHIM = '''"""{name}: the code of ../../{target}/1/model.py with this model's own config (written by orchestrator.triton.repository)."""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("argus_{name}", Path(__file__).resolve().parents[2] / "{target}" / "1" / "model.py")
+_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_module)
+TritonPythonModel = _module.TritonPythonModel
+'''
+
+
+def render_repository(cfg: RepositoryConfig) -> dict[str, str]:
+    """Relative path -> file text for every generated file."""
+    files = {
+        "text_encoder/config.pbtxt": text_encoder_config(cfg),
+        "unet/config.pbtxt": unet_config(cfg, "unet"),
+        "vae_decoder/config.pbtxt": vae_decoder_config(cfg),
+        "denoiser/config.pbtxt": denoiser_config(cfg, "denoiser", None),
+    }
+    files["unet_fast/config.pbtxt"] = unet_config(cfg, "unet_fast")
+    files["unet_fast/1/model.py"] = SHIM.format(name="unet_fast", target="unet")
+    for variant in cfg.variants:
+        name = denoiser_name(variant)
+        files[f"{name}/config.pbtxt"] = denoiser_config(cfg, name, variant_k(variant), fast=variant == "fast")
+        files[f"{name}/1/model.py"] = SHIM.format(name=name, target="denoiser")
+        files[f"{ensemble_name(variant)}/config.pbtxt"] = ensemble_config(cfg, variant)
+        files[f"{ensemble_name(variant)}/1/.gitkeep"] = ""
+    return files
+
+
+def write_repository(cfg: RepositoryConfig, out_dir: Path) -> list[str]:
+    """Write a complete repository to ``out_dir`` (copying the hand-written models when elsewhere)."""
+    out_dir = Path(out_dir)
+    if out_dir.resolve() != PROJECT_REPOSITORY.resolve():
+        for model in HAND_WRITTEN:
+            shutil.copytree(PROJECT_REPOSITORY / model / "1", out_dir / model / "1", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    files = render_repository(cfg)
+    for rel, text in files.items():
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != text:  # unchanged files keep their mtime (no reload)
+            path.write_text(text)
+    return sorted(files)
+
+
+def models_to_load(cfg: RepositoryConfig, variants: list[str] | None = None) -> list[str]:
+    """Ensembles load their steps, but BLS targets (the UNets) must be loaded explicitly."""
+    variants = variants or cfg.variants
+    unets = {"unet_fast" if v == "fast" else "unet" for v in variants}
+    return sorted(unets) + [ensemble_name(v) for v in variants]

@@ -1,0 +1,246 @@
+"""Lifecycle of a real ``tritonserver`` process from the nvidia-pytriton wheel.
+
+Follows ../shared/design/triton-on-cpu.md: a backend directory of symlinks to the wheel's Python
+backend and stub, the venv's ``bin`` first on PATH (the stub finds the venv through it), Python's
+LIBDIR on LD_LIBRARY_PATH, a precompiled repository (so ``__pycache__`` never forces full
+reloads), explicit model control, auto-complete off, every listener on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import compileall
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+STATE_DIR = PROJECT_ROOT / ".triton"
+
+
+@dataclasses.dataclass
+class TritonConfig:
+    """How one tritonserver is started. Ports must be free; each server of a cluster gets its own."""
+
+    model_repository: Path = PROJECT_ROOT / "model_repository"
+    http_port: int = 18100
+    grpc_port: int = 18101
+    metrics_port: int = 18102
+    address: str = "127.0.0.1"
+    """Bind address of all three listeners; loopback unless deliberately exposed."""
+    load_models: tuple[str, ...] = ()
+    """Models loaded at start; a failure to load one makes the server exit (gotcha G10)."""
+    log_path: Path | None = None
+    ready_timeout_s: float = 180.0
+    stop_timeout_s: float = 15.0
+    exit_timeout_s: int = 5
+    torch_threads: int = 1
+    """torch threads per model instance (ARGUS_TORCH_THREADS, read by the models)."""
+    extra_args: tuple[str, ...] = ()
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.address}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.address}:{self.http_port}"
+
+
+def pytriton_dirs() -> tuple[Path, Path]:
+    """(the wheel's tritonserver dir, its bundled libs dir)."""
+    import pytriton
+
+    site = Path(pytriton.__file__).resolve().parents[1]
+    return site / "pytriton" / "tritonserver", site / "nvidia_pytriton.libs"
+
+
+def backend_dir() -> Path:
+    """A backends/python dir of symlinks to the wheel's files (the stub is not in the wheel's backend dir)."""
+    ts, _ = pytriton_dirs()
+    out = STATE_DIR / "backends"
+    py = out / "python"
+    py.mkdir(parents=True, exist_ok=True)
+    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    links = {
+        "libtriton_python.so": ts / "backends" / "python" / "libtriton_python.so",
+        "triton_python_backend_utils.py": ts / "backends" / "python" / "triton_python_backend_utils.py",
+        "triton_python_backend_stub": ts / "python_backend_stubs" / ver / "triton_python_backend_stub",
+    }
+    for name, target in links.items():
+        link = py / name
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        if link.exists() or link.is_symlink():
+            link.unlink()
+        link.symlink_to(target)
+    return out
+
+
+def server_env(torch_threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
+    env["ARGUS_TORCH_THREADS"] = str(torch_threads)
+    env.setdefault("OMP_NUM_THREADS", str(torch_threads))
+    return env
+
+
+def precompile(repository: Path) -> None:
+    """Write __pycache__ now, so the stub's own writes never mark a model modified (gotcha G3)."""
+    compileall.compile_dir(str(repository), quiet=1)
+
+
+class TritonServer:
+    """One tritonserver process. Use as a context manager or call start()/stop()."""
+
+    def __init__(self, config: TritonConfig):
+        self.config = config
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    def command(self) -> list[str]:
+        ts, _ = pytriton_dirs()
+        c = self.config
+        cmd = [
+            str(ts / "bin" / "tritonserver"),
+            f"--model-repository={Path(c.model_repository).resolve()}",
+            f"--backend-directory={backend_dir()}",
+            "--model-control-mode=explicit",
+            "--disable-auto-complete-config",
+            f"--http-address={c.address}",
+            f"--http-port={c.http_port}",
+            f"--grpc-address={c.address}",
+            f"--grpc-port={c.grpc_port}",
+            f"--metrics-address={c.address}",
+            f"--metrics-port={c.metrics_port}",
+            f"--exit-timeout-secs={c.exit_timeout_s}",
+            "--log-verbose=0",
+        ]
+        cmd += [f"--load-model={m}" for m in c.load_models]
+        return cmd + list(c.extra_args)
+
+    def start(self, wait: bool = True) -> TritonServer:
+        c = self.config
+        precompile(Path(c.model_repository))
+        log_path = Path(c.log_path or STATE_DIR / f"tritonserver-{c.grpc_port}.log")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "ab")
+        self.log_path = log_path
+        # A new session: the stubs share the server's process group, so killpg reaches them all.
+        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=server_env(c.torch_threads), start_new_session=True)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.config.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.config.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"tritonserver exited with {self.proc.returncode} before ready; see {self.log_path}:\n{self.log_tail()}")
+            if self.is_ready():
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise TimeoutError(f"tritonserver not ready after {self.config.ready_timeout_s}s; see {self.log_path}")
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> int | None:
+        """SIGTERM (graceful: in-flight requests finish within exit_timeout_s), then SIGKILL the group."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(self.config.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # stubs left behind, or a server that ignored SIGTERM
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        rc = self.proc.wait()
+        if self._log:
+            self._log.close()
+        return rc
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# `argus triton up|down|status`: a detached server whose pid is kept in .triton/server.json
+
+
+def _state_file() -> Path:
+    return STATE_DIR / "server.json"
+
+
+def up(config: TritonConfig) -> dict:
+    st = status()
+    if st.get("running"):
+        return st
+    server = TritonServer(config).start()
+    info = {"pid": server.proc.pid, "grpc": config.grpc_url, "http": config.http_url, "log": str(server.log_path)}
+    _state_file().write_text(json.dumps(info))
+    return {**info, "running": True}
+
+
+def status() -> dict:
+    path = _state_file()
+    if not path.exists():
+        return {"running": False}
+    info = json.loads(path.read_text())
+    try:
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        path.unlink()
+        return {"running": False}
+    return {**info, "running": True}
+
+
+def down(timeout_s: float = 15.0) -> bool:
+    st = status()
+    if not st.get("running"):
+        return False
+    pid = st["pid"]
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _state_file().unlink(missing_ok=True)
+    return True

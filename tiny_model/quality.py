@@ -1,0 +1,49 @@
+"""Image quality for the embedded world: CLIP score with the tiny CLIP, plus ground truth.
+
+CLIP score is what the system uses for every prompt (as CLIP scores real SD-XL output); the
+ground-truth check (``world.ground_truth_check``) exists only for this world's grammar and is
+reported beside it to show the CLIP score means something.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tiny_model.models import load_clip, load_tokenizer
+from tiny_model.world import ground_truth_check
+
+
+class QualityScorer:
+    def __init__(self, weights_dir=None):
+        self.tokenizer = load_tokenizer(weights_dir)
+        self.clip = load_clip(weights_dir, tokenizer=self.tokenizer)
+
+    @torch.inference_mode()
+    def image_features(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (N, H, W, 3) -> unit-norm CLIP image embeddings (N, P)."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return torch.nn.functional.normalize(self.clip.get_image_features(pixel_values=x).pooler_output, dim=-1)
+
+    @torch.inference_mode()
+    def text_features(self, prompts: list[str]) -> torch.Tensor:
+        ids = torch.from_numpy(self.tokenizer(prompts))
+        return torch.nn.functional.normalize(self.clip.get_text_features(input_ids=ids).pooler_output, dim=-1)
+
+    def clip_score(self, images: np.ndarray, prompts: list[str]) -> np.ndarray:
+        """100 * max(cos(image, prompt), 0) per pair, as the usual CLIP score."""
+        sim = (self.image_features(images) * self.text_features(prompts)).sum(-1)
+        return (100 * sim.clamp(min=0)).numpy()
+
+    def retrieval_top1(self, images: np.ndarray, prompts: list[str], distractors: list[list[str]]) -> np.ndarray:
+        """1 where the image's own prompt scores above all of its distractor captions."""
+        img = self.image_features(images)
+        hits = []
+        for i, (prompt, others) in enumerate(zip(prompts, distractors)):
+            txt = self.text_features([prompt] + list(others))
+            hits.append(float((txt @ img[i]).argmax().item() == 0))
+        return np.array(hits)
+
+    @staticmethod
+    def ground_truth(images: np.ndarray, prompts: list[str]) -> list[dict[str, float] | None]:
+        return [ground_truth_check(img, p) for img, p in zip(images, prompts)]
