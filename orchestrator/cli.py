@@ -19,7 +19,9 @@ repo_app = typer.Typer(help="Write the Triton model repository.", no_args_is_hel
 bench_app = typer.Typer(help="Benchmarks (they print ratios measured side by side in one run).", no_args_is_help=True)
 app.add_typer(triton_app, name="triton")
 app.add_typer(repo_app, name="repo")
+cache_app = typer.Typer(help="The approximate cache (cache_retrieval model).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(cache_app, name="cache")
 console = Console()
 
 
@@ -44,18 +46,19 @@ def triton_up(
 
 
 @triton_app.command("down")
-def triton_down():
+def triton_down(grpc_port: int = typer.Option(18101)):
     """Stop the background tritonserver (SIGTERM, then SIGKILL)."""
     from orchestrator.triton import server
 
-    console.print("stopped" if server.down() else "not running")
+    console.print("stopped" if server.down(grpc_port) else "not running")
 
 
 @triton_app.command("status")
-def triton_status():
+def triton_status(grpc_port: int = typer.Option(18101)):
+    """Whether the background server runs, and which models are ready."""
     from orchestrator.triton import server
 
-    st = server.status()
+    st = server.status(grpc_port)
     if st.get("running"):
         import tritonclient.grpc as grpcclient
 
@@ -132,7 +135,7 @@ def perf_analyzer_env() -> dict[str, str]:
     return env
 
 
-def perf_analyzer_command(model: str, url: str, concurrency: str, interval_ms: int, csv: Path | None, batch: int) -> list[str]:
+def perf_analyzer_command(model: str, url: str, concurrency: str, interval_ms: int, csv: Path | None, batch: int, stability_pct: int = 50) -> list[str]:
     """perf_analyzer over gRPC with real prompt data (a string input needs explicit data)."""
     from orchestrator.triton.server import STATE_DIR
 
@@ -143,7 +146,7 @@ def perf_analyzer_command(model: str, url: str, concurrency: str, interval_ms: i
     data.write_text(json.dumps({"data": [row]}))
     pa = Path(sys.executable).parent / "perf_analyzer"
     cmd = [str(pa), "-m", model, "-u", url, "-i", "grpc", "--concurrency-range", concurrency, "--measurement-interval", str(interval_ms),
-           "--input-data", str(data), "-b", str(batch), "--stability-percentage", "50", "--max-trials", "4"]
+           "--input-data", str(data), "-b", str(batch), "--stability-percentage", str(stability_pct), "--max-trials", "4"]
     return cmd + (["-f", str(csv)] if csv else [])
 
 
@@ -155,9 +158,10 @@ def perf(
     interval_ms: int = typer.Option(4000),
     batch: int = typer.Option(1),
     csv: Optional[Path] = typer.Option(None, help="Write perf_analyzer's CSV here."),
+    stability_pct: int = typer.Option(50, help="Allowed variation between windows (raise it on a busy machine)."),
 ):
     """Run perf_analyzer (from tritonclient 2.51) against a running server over gRPC."""
-    cmd = perf_analyzer_command(model, url, concurrency, interval_ms, csv, batch)
+    cmd = perf_analyzer_command(model, url, concurrency, interval_ms, csv, batch, stability_pct)
     raise typer.Exit(subprocess.call(cmd, env=perf_analyzer_env()))
 
 
@@ -195,6 +199,38 @@ def demo(out_dir: Path = typer.Option(Path("runs/demo")), grpc_port: int = typer
         table.add_row(row["variant"], str(row["unet_steps"]), f"{row['latency_per_image_ms']:.0f}", f"{row['clip_score']:.1f}", gt)
     console.print(table)
     console.print(f"images: {out_dir}/grid.png (rows: prompts, columns: {', '.join(report['columns_of_grid'])}); report: {out_dir}/report.json")
+
+
+@cache_app.command("warm")
+def cache_warm(
+    prompts: Path = typer.Option(..., help="Text file, one prompt per line (empty lines skipped)."),
+    url: str = typer.Option("127.0.0.1:18101"),
+    limit: int = typer.Option(0, help="Use only the first N prompts (0: all)."),
+    tenant: Optional[str] = typer.Option(None, help="Fill this tenant's partition instead of the shared one."),
+):
+    """Fill the cache from a prompt list: generate each at K=0 and insert its intermediate latents."""
+    import tritonclient.grpc as grpcclient
+    from rich.progress import Progress
+
+    from orchestrator.cache import client as cache_client
+
+    lines = [ln.strip() for ln in prompts.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    lines = [ln for ln in lines if len(ln.encode()) <= 2048][: limit or None]
+    client = grpcclient.InferenceServerClient(url)
+    with Progress(console=console) as bar:
+        task = bar.add_task("warming cache", total=len(lines))
+        added = cache_client.warm(client, lines, tenant=tenant, progress=lambda n: bar.advance(task, n))
+    console.print(f"inserted {added} generations")
+
+
+@cache_app.command("stats")
+def cache_stats(url: str = typer.Option("127.0.0.1:18102", help="Triton's metrics address (host:port).")):
+    """The cache's custom metrics (hit rate by K, entries, bytes, evictions) from Triton's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{url}/metrics", timeout=5) as r:
+        lines = [ln for ln in r.read().decode().splitlines() if ln.startswith("argus_cache")]
+    console.print("\n".join(lines) or "no cache metrics (is cache_retrieval loaded?)")
 
 
 @bench_app.command("serving")

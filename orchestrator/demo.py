@@ -18,6 +18,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from PIL import Image
 
+from orchestrator.cache import client as cache_client
 from orchestrator.triton.client import generate_with_levels
 from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, variant_k, write_repository
 from orchestrator.triton.server import PROJECT_ROOT, TritonConfig, TritonServer
@@ -64,12 +65,7 @@ def workload(cfg: DemoConfig) -> tuple[list[str], list[str]]:
 
 def pooled_embeddings(client, prompts: list[str]) -> np.ndarray:
     """The text_encoder's pooled embeddings, unit-normalised (what the cache searches on)."""
-    out = []
-    for i in range(0, len(prompts), 8):
-        part = grpcclient.InferInput("PROMPT", [len(prompts[i : i + 8]), 1], "BYTES")
-        part.set_data_from_numpy(np.array([p.encode() for p in prompts[i : i + 8]], dtype=np.object_).reshape(-1, 1))
-        out.append(client.infer("text_encoder", [part]).as_numpy("TEXT_EMBEDS"))
-    emb = np.concatenate(out)
+    emb = cache_client.encode(client, prompts)
     return emb / np.linalg.norm(emb, axis=1, keepdims=True)
 
 

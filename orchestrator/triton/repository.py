@@ -19,7 +19,7 @@ from pathlib import Path
 from tiny_model.models import LATENT_CHANNELS, LATENT_SIZE, POOLED_DIM, TEXT_DIM, TIME_IDS_DIM, TOKEN_LEN, IMAGE_SIZE
 
 PROJECT_REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
-HAND_WRITTEN = ("text_encoder", "unet", "vae_decoder", "denoiser")
+HAND_WRITTEN = ("text_encoder", "unet", "vae_decoder", "denoiser", "cache_retrieval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +39,12 @@ class RepositoryConfig:
     """How long the denoisers wait to fill a batch; short, since a step costs ~10 ms here."""
     denoiser_instances: int = 1
     unet_instances: int = 1
+    cache_byte_budget: int = 256 * 2**20
+    """Bytes the approximate cache may hold (latents + embeddings)."""
+    cache_policy: str = "lcbfu"
+    """Cache eviction policy: 'lcbfu' (least computationally beneficial and frequently used) or 'lru'."""
+    cache_thresholds: tuple[tuple[int, float], ...] = ((5, 0.65), (10, 0.75), (15, 0.85), (20, 0.90), (25, 0.95))
+    """(K, minimum similarity) pairs; NIRVANA's defaults (see docs/cache.md for the calibration)."""
 
     def __post_init__(self):
         if not self.step_skip_levels or 0 not in self.step_skip_levels:
@@ -141,6 +147,34 @@ def level_latents(cfg: RepositoryConfig, fast: bool = False) -> list[str]:
     return [] if fast else [_tensor("LEVEL_LATENTS", "TYPE_FP32", (len(cfg.step_skip_levels), *LATENT_DIMS))]
 
 
+def cache_retrieval_config(cfg: RepositoryConfig) -> str:
+    cached = [k for k in sorted(cfg.step_skip_levels) if k > 0]
+    thresholds = dict(cfg.cache_thresholds)
+    inputs = [
+        POOLED,
+        _tensor("STEP_SKIP_K", "TYPE_INT32", (1,), optional=True),
+        _tensor("TENANT", "TYPE_STRING", (1,), optional=True),
+        _tensor("LEVEL_LATENTS", "TYPE_FP32", (len(cfg.step_skip_levels), *LATENT_DIMS), optional=True),
+    ]
+    outputs = [
+        _tensor("ENTRY_IDS", "TYPE_INT64", (len(cached),)),
+        _tensor("SIMILARITY", "TYPE_FP32", (len(cached),)),
+        _tensor("LATENT", "TYPE_FP32", LATENT_DIMS),
+        _tensor("K", "TYPE_INT32", (1,)),
+    ]
+    params = {
+        "LEVELS": ",".join(map(str, cached)),
+        "ALL_LEVELS": ",".join(map(str, sorted(cfg.step_skip_levels))),
+        "EMBEDDING_DIM": str(POOLED_DIM),
+        "LATENT_SHAPE": ",".join(map(str, LATENT_DIMS)),
+        "BYTE_BUDGET": str(cfg.cache_byte_budget),
+        "POLICY": cfg.cache_policy,
+        "THRESHOLDS": ",".join(f"{k}:{thresholds.get(k, 0.95)}" for k in cached),
+    }
+    # One instance: a single writer, so the index never diverges between instances.
+    return _python_config("cache_retrieval", cfg.max_batch_size, inputs, outputs, instances=1, dynamic_batching_us=0, params=params)
+
+
 def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
     ins = " ".join(f'input_map {{ key: "{k}" value: "{v}" }}' for k, v in inputs.items())
     outs = " ".join(f'output_map {{ key: "{k}" value: "{v}" }}' for k, v in outputs.items())
@@ -184,6 +218,7 @@ def render_repository(cfg: RepositoryConfig) -> dict[str, str]:
         "unet/config.pbtxt": unet_config(cfg, "unet"),
         "vae_decoder/config.pbtxt": vae_decoder_config(cfg),
         "denoiser/config.pbtxt": denoiser_config(cfg, "denoiser", None),
+        "cache_retrieval/config.pbtxt": cache_retrieval_config(cfg),
     }
     files["unet_fast/config.pbtxt"] = unet_config(cfg, "unet_fast")
     files["unet_fast/1/model.py"] = SHIM.format(name="unet_fast", target="unet")
@@ -215,4 +250,4 @@ def models_to_load(cfg: RepositoryConfig, variants: list[str] | None = None) -> 
     """Ensembles load their steps, but BLS targets (the UNets) must be loaded explicitly."""
     variants = variants or cfg.variants
     unets = {"unet_fast" if v == "fast" else "unet" for v in variants}
-    return sorted(unets) + [ensemble_name(v) for v in variants]
+    return ["cache_retrieval"] + sorted(unets) + [ensemble_name(v) for v in variants]

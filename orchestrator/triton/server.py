@@ -42,6 +42,8 @@ class TritonConfig:
     exit_timeout_s: int = 5
     torch_threads: int = 1
     """torch threads per model instance (ARGUS_TORCH_THREADS, read by the models)."""
+    cache_dir: Path | None = None
+    """Where cache_retrieval persists its latents (ARGUS_CACHE_DIR); None keeps the cache in memory."""
     extra_args: tuple[str, ...] = ()
 
     @property
@@ -136,7 +138,10 @@ class TritonServer:
         self._log = open(log_path, "ab")
         self.log_path = log_path
         # A new session: the stubs share the server's process group, so killpg reaches them all.
-        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=server_env(c.torch_threads), start_new_session=True)
+        env = server_env(c.torch_threads)
+        if c.cache_dir is not None:
+            env["ARGUS_CACHE_DIR"] = str(Path(c.cache_dir).resolve())
+        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         if wait:
             self.wait_ready()
         return self
@@ -198,22 +203,22 @@ class TritonServer:
 # `argus triton up|down|status`: a detached server whose pid is kept in .triton/server.json
 
 
-def _state_file() -> Path:
-    return STATE_DIR / "server.json"
+def _state_file(grpc_port: int) -> Path:
+    return STATE_DIR / f"server-{grpc_port}.json"
 
 
 def up(config: TritonConfig) -> dict:
-    st = status()
+    st = status(config.grpc_port)
     if st.get("running"):
         return st
     server = TritonServer(config).start()
     info = {"pid": server.proc.pid, "grpc": config.grpc_url, "http": config.http_url, "log": str(server.log_path)}
-    _state_file().write_text(json.dumps(info))
+    _state_file(config.grpc_port).write_text(json.dumps(info))
     return {**info, "running": True}
 
 
-def status() -> dict:
-    path = _state_file()
+def status(grpc_port: int) -> dict:
+    path = _state_file(grpc_port)
     if not path.exists():
         return {"running": False}
     info = json.loads(path.read_text())
@@ -225,8 +230,8 @@ def status() -> dict:
     return {**info, "running": True}
 
 
-def down(timeout_s: float = 15.0) -> bool:
-    st = status()
+def down(grpc_port: int, timeout_s: float = 15.0) -> bool:
+    st = status(grpc_port)
     if not st.get("running"):
         return False
     pid = st["pid"]
@@ -242,5 +247,5 @@ def down(timeout_s: float = 15.0) -> bool:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    _state_file().unlink(missing_ok=True)
+    _state_file(grpc_port).unlink(missing_ok=True)
     return True

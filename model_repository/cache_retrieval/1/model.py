@@ -1,0 +1,151 @@
+"""cache_retrieval: FAISS search over prompt embeddings for cached intermediate latents, and inserts.
+
+One instance only (config), so there is exactly one writer and instances never diverge.
+A request is a *lookup* (TEXT_EMBEDS, optional STEP_SKIP_K, optional TENANT) or an *insert*
+(the same plus LEVEL_LATENTS, the denoiser's latents at every step-skip level; NaN rows, the
+levels a generation never passed, are skipped). Outputs per cached level K: the best entry id
+and its similarity; plus the latent for the requested K (or, with no K, the largest K whose
+similarity clears its threshold) and that K (0 on a miss). Hit rates, entries, bytes and
+evictions are Triton custom metrics on the server's /metrics endpoint.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from orchestrator.cache.store import CacheConfig, CacheInputError, LatentCache
+from orchestrator.triton.backend import BadRequest, error_response, input_array
+
+MAX_TENANT_BYTES = 128
+
+
+def _ints(text):
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        p = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
+        persist = p.get("PERSIST_DIR") or os.environ.get("ARGUS_CACHE_DIR") or None
+        thresholds = {int(k): float(v) for k, v in (kv.split(":") for kv in p["THRESHOLDS"].split(","))}
+        self.all_levels = list(_ints(p["ALL_LEVELS"]))
+        self.cache = LatentCache(
+            CacheConfig(
+                levels=_ints(p["LEVELS"]),
+                embedding_dim=int(p["EMBEDDING_DIM"]),
+                latent_shape=_ints(p["LATENT_SHAPE"]),
+                byte_budget=int(p["BYTE_BUDGET"]),
+                policy=p.get("POLICY", "lcbfu"),
+                thresholds=thresholds,
+                persist_dir=Path(persist) if persist else None,
+            )
+        )
+        self.levels = sorted(self.cache.cfg.levels)
+        if self.cache.load_error:
+            pb_utils.Logger.log_error(f"cache_retrieval: persisted cache unusable, started empty: {self.cache.load_error}")
+        self._init_metrics()
+
+    def _init_metrics(self):
+        # Families must outlive their metrics, so all of them are kept on self.
+        fam = pb_utils.MetricFamily
+        self.families = {
+            "lookups": fam("argus_cache_lookups_total", "Cache lookups by requested (or chosen) K", fam.COUNTER),
+            "hits": fam("argus_cache_hits_total", "Cache hits by K", fam.COUNTER),
+            "entries": fam("argus_cache_entries", "Cached generations (entries)", fam.GAUGE),
+            "items": fam("argus_cache_items", "Cached latents (entry x K items)", fam.GAUGE),
+            "bytes": fam("argus_cache_bytes", "Bytes held by the cache", fam.GAUGE),
+            "evictions": fam("argus_cache_evictions_total", "Evicted items", fam.COUNTER),
+        }
+        self.m_entries, self.m_items, self.m_bytes, self.m_evictions = (
+            self.families[n].Metric(labels={}) for n in ("entries", "items", "bytes", "evictions")
+        )
+        self.m_lookups, self.m_hits = self.families["lookups"], self.families["hits"]
+        self.m_by_k = {k: (self.m_lookups.Metric(labels={"k": str(k)}), self.m_hits.Metric(labels={"k": str(k)})) for k in self.levels}
+        self._seen = {k: (0, 0) for k in self.levels}
+        self._evicted = 0
+        self._update_metrics()
+
+    def _update_metrics(self):
+        c = self.cache
+        for k, (lookups, hits) in self.m_by_k.items():
+            seen_l, seen_h = self._seen[k]
+            lookups.increment(c.lookups[k] - seen_l)
+            hits.increment(c.hits[k] - seen_h)
+            self._seen[k] = (c.lookups[k], c.hits[k])
+        self.m_evictions.increment(c.evictions - self._evicted)
+        self._evicted = c.evictions
+        self.m_entries.set(len(c.embeddings))
+        self.m_items.set(len(c.items))
+        self.m_bytes.set(c.bytes)
+
+    def _tenants(self, request, n):
+        raw = input_array(request, "TENANT", required=False)
+        if raw is None:
+            return [""] * n
+        out = []
+        for item in raw.reshape(-1):
+            data = item if isinstance(item, bytes) else str(item).encode()
+            if len(data) > MAX_TENANT_BYTES:
+                raise BadRequest(f"TENANT is {len(data)} bytes; the limit is {MAX_TENANT_BYTES}")
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("TENANT is not valid UTF-8") from None
+            if not text.isprintable():
+                raise BadRequest("TENANT contains control characters")
+            out.append(text)
+        if len(out) != n:
+            raise BadRequest(f"TENANT has {len(out)} items for a batch of {n}")
+        return out
+
+    def _one(self, request):
+        emb = input_array(request, "TEXT_EMBEDS")
+        n = emb.shape[0]
+        tenants = self._tenants(request, n)
+        ks = input_array(request, "STEP_SKIP_K", required=False)
+        inserts = input_array(request, "LEVEL_LATENTS", required=False)
+        ids = np.full((n, len(self.levels)), -1, np.int64)
+        sims = np.full((n, len(self.levels)), -1.0, np.float32)
+        latents = np.zeros((n, *self.cache.cfg.latent_shape), np.float32)
+        chosen_k = np.zeros((n, 1), np.int32)
+        for i in range(n):
+            if inserts is not None:
+                if inserts.shape[1] != len(self.all_levels):
+                    raise BadRequest(f"LEVEL_LATENTS has {inserts.shape[1]} levels; expected {len(self.all_levels)} ({self.all_levels})")
+                rows = {lv: inserts[i, j] for j, lv in enumerate(self.all_levels) if lv in self.levels and not np.isnan(inserts[i, j]).all()}
+                entry = self.cache.insert(emb[i], rows, tenants[i])
+                ids[i, [self.levels.index(lv) for lv in rows]] = entry
+                sims[i, [self.levels.index(lv) for lv in rows]] = 1.0
+                continue
+            level = int(ks.reshape(-1)[i]) if ks is not None else None
+            matches, chosen, latent = self.cache.retrieve(emb[i], level, tenants[i])
+            ids[i] = [m.entry_id for m in matches]
+            sims[i] = [m.similarity for m in matches]
+            if chosen is not None:
+                latents[i] = latent
+                chosen_k[i, 0] = chosen.level
+        tensors = [
+            pb_utils.Tensor("ENTRY_IDS", ids),
+            pb_utils.Tensor("SIMILARITY", sims),
+            pb_utils.Tensor("LATENT", latents),
+            pb_utils.Tensor("K", chosen_k),
+        ]
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                responses.append(self._one(request))
+            except (BadRequest, CacheInputError) as e:
+                responses.append(error_response(str(e)))
+            except Exception as e:  # noqa: BLE001 - answer, never crash the instance
+                responses.append(error_response(f"{type(e).__name__}: {e}", invalid=False))
+        self._update_metrics()
+        return responses
+
+    def finalize(self):
+        self.cache.close()

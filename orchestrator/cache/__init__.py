@@ -1,0 +1,1 @@
+"""The approximate (intermediate-latent) cache."""

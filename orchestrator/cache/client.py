@@ -1,0 +1,74 @@
+"""Talking to the ``cache_retrieval`` Triton model: lookups, inserts and warm-up."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+MODEL = "cache_retrieval"
+
+
+@dataclasses.dataclass
+class Retrieval:
+    entry_ids: np.ndarray  # (N, levels) best entry per cached level, -1 where none
+    similarity: np.ndarray  # (N, levels)
+    latent: np.ndarray  # (N, C, h, w): the latent at ``k`` (zeros on a miss)
+    k: np.ndarray  # (N,) the level of ``latent``; 0 = miss
+
+
+def _input(name: str, arr: np.ndarray, dtype: str) -> grpcclient.InferInput:
+    inp = grpcclient.InferInput(name, list(arr.shape), dtype)
+    inp.set_data_from_numpy(arr)
+    return inp
+
+
+def _common(embeddings: np.ndarray, tenants: list[str] | None) -> list[grpcclient.InferInput]:
+    inputs = [_input("TEXT_EMBEDS", np.ascontiguousarray(embeddings, dtype=np.float32), "FP32")]
+    if tenants is not None:
+        inputs.append(_input("TENANT", np.array([t.encode() for t in tenants], dtype=np.object_).reshape(-1, 1), "BYTES"))
+    return inputs
+
+
+def _result(res) -> Retrieval:
+    return Retrieval(res.as_numpy("ENTRY_IDS"), res.as_numpy("SIMILARITY"), res.as_numpy("LATENT"), res.as_numpy("K").reshape(-1))
+
+
+def lookup(client, embeddings: np.ndarray, k: int | None = None, tenants: list[str] | None = None) -> Retrieval:
+    """Best cached latents for each embedding; with ``k`` the latent at that level if it clears its threshold."""
+    inputs = _common(embeddings, tenants)
+    if k is not None:
+        inputs.append(_input("STEP_SKIP_K", np.full((len(embeddings), 1), k, np.int32), "INT32"))
+    return _result(client.infer(MODEL, inputs))
+
+
+def insert(client, embeddings: np.ndarray, level_latents: np.ndarray, tenants: list[str] | None = None) -> np.ndarray:
+    """Store generations' latents (the ensembles' LEVEL_LATENTS output); returns their entry ids."""
+    inputs = _common(embeddings, tenants) + [_input("LEVEL_LATENTS", np.ascontiguousarray(level_latents, dtype=np.float32), "FP32")]
+    ids = client.infer(MODEL, inputs).as_numpy("ENTRY_IDS")
+    return ids.max(axis=1)
+
+
+def encode(client, prompts: list[str]) -> np.ndarray:
+    """Pooled prompt embeddings from the text_encoder model (what the cache is keyed on)."""
+    out = []
+    for i in range(0, len(prompts), 8):
+        part = np.array([p.encode() for p in prompts[i : i + 8]], dtype=np.object_).reshape(-1, 1)
+        out.append(client.infer("text_encoder", [_input("PROMPT", part, "BYTES")]).as_numpy("TEXT_EMBEDS"))
+    return np.concatenate(out)
+
+
+def warm(client, prompts: list[str], seed: int = 0, batch: int = 8, tenant: str | None = None, progress=None) -> int:
+    """Generate every prompt at full quality (K=0) and insert its latents; returns entries added."""
+    from orchestrator.triton.client import generate_with_levels
+
+    added = 0
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i : i + batch]
+        _, levels = generate_with_levels(client, chunk, list(range(seed + i, seed + i + len(chunk))), "k0")
+        insert(client, encode(client, chunk), levels, None if tenant is None else [tenant] * len(chunk))
+        added += len(chunk)
+        if progress:
+            progress(len(chunk))
+    return added
