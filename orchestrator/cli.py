@@ -22,7 +22,7 @@ app.add_typer(repo_app, name="repo")
 cache_app = typer.Typer(help="The approximate cache (cache_retrieval model).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(cache_app, name="cache")
-console = Console()
+console = Console(width=max(Console().width, 140))
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -185,6 +185,19 @@ def train_embedded(
     console.print_json(json.dumps(meta["wall_s"]))
 
 
+@app.command("eval-embedded")
+def eval_embedded(out_dir: Path = typer.Option(Path("docs"), help="Where embedded_eval.json, embedded_grid.png and embedded_model.md go.")):
+    """Measure the embedded model: full quality, approximation cost by prompt, thresholds, latency."""
+    from tiny_model.evaluate import EvalConfig, render_markdown, run_eval
+    from tiny_model.models import WEIGHTS_DIR
+
+    results = run_eval(EvalConfig(out_dir=out_dir))
+    meta = json.loads((WEIGHTS_DIR / "meta.json").read_text())
+    head = (out_dir / "embedded_model.head.md").read_text() if (out_dir / "embedded_model.head.md").exists() else ""
+    (out_dir / "embedded_model.md").write_text(head + render_markdown(results, meta))
+    console.print(f"wrote {out_dir}/embedded_model.md ({results['wall_s']:.0f} s)")
+
+
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("runs/demo")), grpc_port: int = typer.Option(18201)):
     """The main job: start Triton, serve a short workload at every variant, score it, write a report."""
@@ -243,6 +256,14 @@ def bench_serving(
     from orchestrator.bench_serving import ServingBenchConfig, run_serving_bench
 
     run_serving_bench(ServingBenchConfig(requests=requests, concurrency=concurrency, grpc_port=grpc_port), console)
+
+
+@bench_app.command("cache")
+def bench_cache(sizes: str = typer.Option("10000,100000", help="Cache sizes (entries) to measure."), queries: int = typer.Option(400)):
+    """Retrieval p50/p99 and throughput at 10k/100k entries, memory per entry, vs one t2i_k25 generation."""
+    from orchestrator.bench_cache import CacheBenchConfig, run_cache_bench
+
+    run_cache_bench(CacheBenchConfig(sizes=_levels(sizes), queries=queries), console)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,123 @@
+"""Unit tests (fakes only, fake clock) for the forecaster, predictor, router and policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.forecast import HoltForecaster
+from orchestrator.policies import POLICIES, PolicyContext, PromptClasses, make_policy
+from orchestrator.predictor import QualityPredictor, evaluate_predictor
+from orchestrator.profile import Profile, QualityTable, VariantProfile
+from orchestrator.router import ClusterState, RequestFeatures, WorkerState
+
+VARIANTS = ["k0", "k10", "k25", "fast"]
+
+
+def fake_profile(n=200, seed=0) -> Profile:
+    """Two prompt populations: 'robust' ones lose little at high K, 'fragile' ones lose a lot."""
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(n, 16))
+    fragile = emb[:, 0] > 0
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    sim = {v: rng.uniform(0.6, 1.0, n) for v in ("k10", "k25")}
+    rq = {
+        "k10": np.where(fragile, 0.85, 0.98) - 0.2 * (1 - sim["k10"]),
+        "k25": np.where(fragile, 0.6, 0.95) - 0.3 * (1 - sim["k25"]),
+        "fast": np.where(fragile, 0.7, 0.8),
+    }
+    lat = {"k0": 1000.0, "k10": 800.0, "k25": 500.0, "fast": 300.0}
+    variants = {v: VariantProfile(v, int(v[1:]) if v != "fast" else 0, f"t2i_{v}", {1: lat[v], 4: 3 * lat[v]}, 8.0 if v == "fast" else 0.0,
+                                  needs_cache=v in ("k10", "k25")) for v in VARIANTS}
+    table = QualityTable([f"p{i}" for i in range(n)], emb.astype(np.float32), {k: v.astype(np.float32) for k, v in rq.items()},
+                         {k: v.astype(np.float32) for k, v in sim.items()})
+    return Profile(variants, table, {10: 0.75, 25: 0.9}, source="unit-test fake")
+
+
+def ctx(profile=None):
+    profile = profile or fake_profile()
+    return PolicyContext(profile, QualityPredictor.fit(profile.quality), PromptClasses.fit(profile.quality.embeddings, k=4), slo_ms=5000)
+
+
+def request(deadline=10.0, available=("k0", "k10", "k25", "fast"), quality=None, cls=0):
+    q = quality or {"k0": 1.0, "k10": 0.95, "k25": 0.9, "fast": 0.7}
+    return RequestFeatures("r", 0.0, deadline, cls, q, frozenset(available))
+
+
+def state(backlog=0.0, families=("base", "base")):
+    return ClusterState([WorkerState(f"w{i}", f, backlog) for i, f in enumerate(families)], np.zeros((4, len(VARIANTS))))
+
+
+def test_forecaster_follows_ramps_and_jumps_on_bursts():
+    f = HoltForecaster()
+    for r in (10, 12, 14, 16, 18):
+        f.observe(r)
+    assert f.trend_rps_per_step > 0 and f.forecast(1) > f.level_rps
+    assert 18 < f.forecast(3) < 26  # the trend carries it past the last sample
+    f.observe(60)
+    assert f.bursting and f.forecast(1) >= 60
+    with pytest.raises(ValueError):
+        f.observe(-1)
+
+
+def test_predictor_beats_the_mean_and_mostly_agrees_with_the_oracle():
+    report = evaluate_predictor(fake_profile(400))
+    for v in ("k10", "k25", "fast"):
+        assert report["mae"][v] < 0.5 * report["mae_of_mean_baseline"][v]
+    assert report["oracle_agreement"] > 0.8
+
+
+def test_registry_has_every_policy_and_rejects_unknown():
+    assert set(POLICIES) == {"argus", "clipper-ha", "clipper-ht", "nirvana", "proteus"}
+    with pytest.raises(ValueError, match="unknown policy"):
+        make_policy("best", ctx())
+
+
+def test_clipper_ha_never_approximates_even_when_late():
+    p = make_policy("clipper-ha", ctx())
+    d = p.route(request(deadline=0.1), state(backlog=100.0), now_s=0.0)
+    assert d.variant == "k0"
+
+
+def test_clipper_ht_always_takes_the_fastest():
+    p = make_policy("clipper-ht", ctx())
+    assert p.route(request(), state(families=("fast",)), 0.0).variant == "fast"
+
+
+def test_nirvana_takes_the_largest_cached_k_regardless_of_load():
+    p = make_policy("nirvana", ctx())
+    assert p.route(request(available=("k0", "k10", "k25")), state(), 0.0).variant == "k25"
+    assert p.route(request(available=("k0", "k10")), state(), 0.0).variant == "k10"
+    assert p.route(request(available=("k0",)), state(), 0.0).variant == "k0"
+
+
+def test_argus_serves_full_quality_at_low_load_and_approximates_under_load():
+    p = make_policy("argus", ctx())
+    mix = np.full(4, 0.25)
+    low = p.replan(demand_rps=1.0, class_mix=mix, num_workers=2, previous=None)
+    assert low.expected_quality == pytest.approx(1.0)
+    assert p.route(request(), state(), 0.0).variant == "k0"
+    high = p.replan(demand_rps=4.5, class_mix=mix, num_workers=2, previous=low.workers)
+    assert high.expected_quality < 1.0 and high.shed.max() < 1e-6
+    chosen = {p.route(request(cls=c), state(families=tuple(["base"] * high.workers.get("base", 0) + ["fast"] * high.workers.get("fast", 0))), 0.0).variant for c in range(4)}
+    assert chosen - {"k0"}
+
+
+def test_router_deadline_logic_redirects_then_sheds():
+    p = make_policy("argus", ctx())
+    p.replan(demand_rps=1.0, class_mix=np.full(4, 0.25), num_workers=2, previous=None)  # plan: all k0
+    # k0 needs 1.0 s after a 0.5 s backlog; deadline 1.2 s: redirect to the best feasible (k25: 1.0 s).
+    d = p.route(request(deadline=1.2), state(backlog=0.5), now_s=0.0)
+    assert d.variant == "k25" and d.reason.startswith("redirect")
+    # Nothing fits in 0.4 s on base workers, and no fast worker exists: shed.
+    d = p.route(request(deadline=0.4), state(backlog=0.5), now_s=0.0)
+    assert d.variant is None
+    # The same request 0.1 s later on the fake clock has less slack: the deadline is absolute.
+    assert p.route(request(deadline=1.2), state(backlog=0.5), now_s=0.3).variant is None
+
+
+def test_proteus_is_prompt_agnostic():
+    p = make_policy("proteus", ctx())
+    assert set(p.variants) == {"k0", "fast"}
+    plan = p.replan(demand_rps=5.0, class_mix=np.full(4, 0.25), num_workers=2, previous=None)
+    assert plan.fractions.shape[0] == 1
