@@ -246,6 +246,95 @@ def cache_stats(url: str = typer.Option("127.0.0.1:18102", help="Triton's metric
     console.print("\n".join(lines) or "no cache metrics (is cache_retrieval loaded?)")
 
 
+def _measure_fast_load_s(client) -> float:
+    """Time to bring the fast model up on a worker (unload, then load unet_fast and t2i_fast)."""
+    import time
+
+    client.unload_model("t2i_fast", unload_dependents=True)
+    client.unload_model("unet_fast")
+    deadline = time.time() + 60
+    while (client.is_model_ready("unet_fast") or client.is_model_ready("denoiser_fast")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # unloads finish in the background (the recipe's section 5)
+    t = time.perf_counter()
+    client.load_model("unet_fast")
+    client.load_model("t2i_fast")
+    return time.perf_counter() - t
+
+
+@app.command()
+def profile(
+    url: str = typer.Option("127.0.0.1:18101", help="A Triton worker with every variant loaded."),
+    out: Path = typer.Option(Path("profiles/cpu_tiny.json")),
+    prompts: int = typer.Option(96, help="Training prompts for the quality table."),
+    pool: int = typer.Option(240, help="Earlier generations the K variants reuse latents from."),
+    repeats: int = typer.Option(3),
+    batches: str = typer.Option("1,2,4,8"),
+):
+    """Measure latency per variant and batch through Triton and quality per prompt and variant; write the profile."""
+    import tritonclient.grpc as grpcclient
+
+    from orchestrator.profiling import build_profile, measure_quality
+    from orchestrator.triton.repository import RepositoryConfig
+
+    client = grpcclient.InferenceServerClient(url)
+    quality = measure_quality(prompts, pool)
+    load_s = _measure_fast_load_s(client)
+    prof = build_profile(client, RepositoryConfig(), quality, load_s, _levels(batches), repeats)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prof.save(out)
+    table = Table(title=f"profile -> {out}")
+    for col in ("variant", *[f"b={b} ms" for b in _levels(batches)], "mean rel. quality"):
+        table.add_column(col, justify="right")
+    for v, vp in prof.variants.items():
+        q = 1.0 if v == "k0" else float(quality.relative_quality[v].mean())
+        table.add_row(v, *[f"{vp.latency_ms[b]:.0f}" for b in _levels(batches)], f"{q:.3f}")
+    console.print(table)
+    console.print(f"fast model load time: {load_s:.1f} s")
+
+
+@app.command()
+def serve(
+    policy: str = typer.Option("argus", help="argus | clipper-ha | clipper-ht | nirvana | proteus"),
+    workers: str = typer.Option("", help="Comma-separated Triton gRPC endpoints; empty: start --local-workers servers here."),
+    local_workers: int = typer.Option(1),
+    profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"),
+    port: int = typer.Option(18500),
+    metrics_port: int = typer.Option(18502),
+    slo_ms: float = typer.Option(5000.0, help="Default SLO for requests that send none."),
+    auth_token: Optional[str] = typer.Option(None, envvar="ARGUS_AUTH_TOKEN", help="Require 'authorization: Bearer <token>'."),
+):
+    """Run the front door (KServe v2 gRPC, model 't2i') in front of a cluster of Triton workers."""
+    import signal
+    import threading
+
+    from orchestrator.frontdoor import FrontDoorConfig, serve as serve_frontdoor
+    from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, write_repository
+    from orchestrator.triton.server import TritonConfig, TritonServer
+
+    servers = []
+    endpoints = [w for w in workers.split(",") if w]
+    if not endpoints:
+        repo = RepositoryConfig()
+        write_repository(repo, PROJECT_REPOSITORY)
+        for i in range(local_workers):
+            base = 18600 + 10 * i
+            servers.append(TritonServer(TritonConfig(http_port=base, grpc_port=base + 1, metrics_port=base + 2, load_models=tuple(models_to_load(repo)))).start())
+            endpoints.append(servers[-1].config.grpc_url)
+    cfg = FrontDoorConfig(workers=endpoints, profile_path=profile_path, policy=policy, port=port, metrics_port=metrics_port,
+                          default_slo_ms=slo_ms, auth_token=auth_token)
+    server, engine = serve_frontdoor(cfg)
+    console.print(f"front door on 127.0.0.1:{port} (policy {policy}, workers {endpoints}); metrics on :{metrics_port}")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: done.set())
+    signal.signal(signal.SIGINT, lambda *a: done.set())
+    done.wait()
+    server.stop(grace=10).wait()
+    engine.close()
+    for s in servers:
+        s.stop()
+
+
 @bench_app.command("serving")
 def bench_serving(
     requests: int = typer.Option(24, help="Requests per variant and mode."),

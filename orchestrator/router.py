@@ -50,6 +50,8 @@ class Decision:
     reason: str
     predicted_quality: float = 0.0
     estimated_latency_s: float = 0.0
+    booked_s: float = 0.0
+    """Work added to the worker's backlog for this request (removed when it completes)."""
 
 
 def family_of(variant: str) -> str:

@@ -1,0 +1,437 @@
+"""The front door: a KServe v2 / Triton gRPC endpoint (model ``t2i``) in front of the cluster.
+
+``tritonclient`` and ``perf_analyzer`` call it exactly as they call Triton. Each request goes
+through small named phases with typed hand-offs:
+
+    admit      validate inputs, bound the queue         -> Admitted   (or INVALID_ARGUMENT / RESOURCE_EXHAUSTED)
+    featurize  embed the prompt, look the cache up      -> RequestFeatures
+    decide     policy.route(features, state, now)       -> Decision   (pure; the simulator calls the same)
+    execute    run t2i_<variant> on the chosen worker   -> images
+    record     cache insert, metrics, state bookkeeping
+
+A planner thread replans every ``plan_interval_s`` from the forecast arrival rate. Only the
+inference, health and metadata RPCs exist here: Triton's model-control, repository and
+shared-memory endpoints are never reachable through the front door (UNIMPLEMENTED).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import uuid
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import deserialize_bytes_tensor
+
+from orchestrator.cache import client as cache_client
+from orchestrator.forecast import HoltForecaster
+from orchestrator.policies import Policy, PolicyContext, PromptClasses, make_policy
+from orchestrator.predictor import QualityPredictor
+from orchestrator.profile import Profile
+from orchestrator.router import ClusterState, Decision, RequestFeatures, WorkerState, service_s
+from orchestrator.triton.client import generate_with_levels
+
+log = logging.getLogger("argus.frontdoor")
+MODEL_NAME = "t2i"
+MAX_PROMPT_BYTES = 2048
+MAX_TENANT_BYTES = 128
+MAX_SLO_MS = 600_000
+
+
+@dataclasses.dataclass
+class FrontDoorConfig:
+    workers: list[str]
+    """Triton gRPC endpoints (host:port), one per worker; the first also hosts the shared cache."""
+    profile_path: Path
+    policy: str = "argus"
+    address: str = "127.0.0.1"
+    port: int = 18500
+    metrics_port: int | None = 18502
+    default_slo_ms: float = 5000.0
+    max_queue: int = 64
+    """Admitted requests in flight, at most; beyond it RESOURCE_EXHAUSTED at once."""
+    plan_interval_s: float = 2.0
+    auth_token: str | None = None
+    """Bearer token required in the 'authorization' metadata; None disables auth (explicitly)."""
+    request_timeout_s: float = 120.0
+
+
+class BadInput(ValueError):
+    pass
+
+
+@dataclasses.dataclass
+class Admitted:
+    request_id: str
+    prompt: str
+    seed: int
+    slo_ms: float
+    tenant: str | None
+    arrival_s: float
+
+
+def _input_arrays(request: service_pb2.ModelInferRequest) -> dict[str, np.ndarray]:
+    dtypes = {"BYTES": np.object_, "INT64": np.int64, "INT32": np.int32, "FP32": np.float32, "FP64": np.float64}
+    out = {}
+    for i, inp in enumerate(request.inputs):
+        if inp.datatype not in dtypes:
+            raise BadInput(f"input {inp.name} has unsupported datatype {inp.datatype}")
+        shape = [int(d) for d in inp.shape]
+        if i < len(request.raw_input_contents):
+            raw = request.raw_input_contents[i]
+            arr = deserialize_bytes_tensor(raw) if inp.datatype == "BYTES" else np.frombuffer(raw, dtype=dtypes[inp.datatype])
+        elif inp.datatype == "BYTES":
+            arr = np.array(list(inp.contents.bytes_contents), dtype=np.object_)
+        else:
+            field = {"INT64": "int64_contents", "INT32": "int_contents", "FP32": "fp32_contents", "FP64": "fp64_contents"}[inp.datatype]
+            arr = np.array(getattr(inp.contents, field), dtype=dtypes[inp.datatype])
+        if arr.size != int(np.prod(shape)):
+            raise BadInput(f"input {inp.name} has {arr.size} elements for shape {shape}")
+        out[inp.name] = arr.reshape(shape)
+    return out
+
+
+def parse_request(request: service_pb2.ModelInferRequest, default_slo_ms: float) -> Admitted:
+    """Validate one t2i request: one prompt (BYTES [1] or [1,1]), optional SEED, SLO_MS, TENANT."""
+    if request.model_name != MODEL_NAME:
+        raise BadInput(f"unknown model '{request.model_name}'; this endpoint serves '{MODEL_NAME}'")
+    arrays = _input_arrays(request)
+    unknown = set(arrays) - {"PROMPT", "SEED", "SLO_MS", "TENANT"}
+    if unknown:
+        raise BadInput(f"unknown inputs {sorted(unknown)}; expected PROMPT, SEED, SLO_MS, TENANT")
+    if "PROMPT" not in arrays:
+        raise BadInput("missing input PROMPT")
+    prompts = arrays["PROMPT"].reshape(-1)
+    if len(prompts) != 1:
+        raise BadInput(f"one prompt per request, got {len(prompts)} (batching happens inside the cluster)")
+    raw = prompts[0] if isinstance(prompts[0], bytes) else str(prompts[0]).encode()
+    if len(raw) > MAX_PROMPT_BYTES:
+        raise BadInput(f"prompt is {len(raw)} bytes; the limit is {MAX_PROMPT_BYTES}")
+    try:
+        prompt = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInput(f"prompt is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    if not prompt.strip():
+        raise BadInput("prompt is empty")
+    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in prompt):
+        raise BadInput("prompt contains control characters")
+
+    def scalar(name, kinds, default):
+        if name not in arrays:
+            return default
+        a = arrays[name].reshape(-1)
+        if a.size != 1 or a.dtype.kind not in kinds:
+            raise BadInput(f"{name} must be one {'integer' if kinds == 'iu' else 'number'}")
+        return a[0].item()
+
+    seed = int(scalar("SEED", "iu", 0))
+    if not 0 <= seed < 2**63:
+        raise BadInput(f"SEED must be in [0, 2^63), got {seed}")
+    slo = float(scalar("SLO_MS", "iuf", default_slo_ms))
+    if not np.isfinite(slo) or not 0 < slo <= MAX_SLO_MS:
+        raise BadInput(f"SLO_MS must be in (0, {MAX_SLO_MS}], got {slo}")
+    tenant = None
+    if "TENANT" in arrays:
+        t = arrays["TENANT"].reshape(-1)
+        traw = t[0] if isinstance(t[0], bytes) else str(t[0]).encode()
+        try:
+            tenant = traw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadInput("TENANT is not valid UTF-8") from None
+        if not tenant or len(traw) > MAX_TENANT_BYTES or not tenant.isprintable():
+            raise BadInput(f"TENANT must be 1..{MAX_TENANT_BYTES} printable bytes")
+    rid = request.id or uuid.uuid4().hex[:16]
+    return Admitted(rid, prompt, seed, slo, tenant, time.monotonic())
+
+
+class Metrics:
+    """The orchestrator's Prometheus metrics (served on metrics_port, loopback by default)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("argus_requests_total", "Requests by outcome", ["outcome"], registry=r)
+        self.variant = Counter("argus_variant_total", "Served requests by chosen variant", ["variant"], registry=r)
+        self.slo_violations = Counter("argus_slo_violations_total", "Served requests that missed their SLO", registry=r)
+        self.in_flight = Gauge("argus_in_flight", "Admitted requests not yet answered", registry=r)
+        self.backlog = Gauge("argus_worker_backlog_seconds", "Estimated queued work per worker", ["worker"], registry=r)
+        self.latency = Histogram("argus_latency_seconds", "End-to-end latency", buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32), registry=r)
+        self.predicted_quality = Histogram("argus_predicted_quality", "Predicted relative quality of served requests",
+                                           buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0, 1.1), registry=r)
+        self.demand = Gauge("argus_forecast_rps", "Forecast arrival rate", registry=r)
+        self.planned_quality = Gauge("argus_planned_quality", "Expected relative quality of the current plan", registry=r)
+
+    def value(self, name: str, labels: dict | None = None) -> float:
+        v = self.registry.get_sample_value(name, labels or {})
+        return 0.0 if v is None else v
+
+
+class Engine:
+    """The core loop: admit -> featurize -> decide -> execute -> record."""
+
+    def __init__(self, cfg: FrontDoorConfig, policy: Policy | None = None):
+        self.cfg = cfg
+        self.profile = Profile.load(cfg.profile_path)
+        predictor = QualityPredictor.fit(self.profile.quality)
+        classes = PromptClasses.fit(self.profile.quality.embeddings, k=8)
+        self.policy = policy or make_policy(cfg.policy, PolicyContext(self.profile, predictor, classes, cfg.default_slo_ms))
+        self.predictor, self.classes = predictor, classes
+        self.clients = {w: grpcclient.InferenceServerClient(w) for w in cfg.workers}
+        self.cache_worker = cfg.workers[0]
+        families = self.policy.initial_families(len(cfg.workers))
+        names = list(cfg.workers)
+        fam_list = [f for f, n in families.items() for _ in range(n)]
+        self.state = ClusterState([WorkerState(w, f) for w, f in zip(names, fam_list)],
+                                  np.zeros((len(classes), len(self.policy.variants))))
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.metrics = Metrics()
+        self.forecaster = HoltForecaster()
+        self.arrivals = 0
+        self.stop = threading.Event()
+        self._planner = threading.Thread(target=self._plan_loop, daemon=True)
+        self._planner.start()
+
+    # ---------------------------------------------------------------- phases
+    def admit(self, request) -> Admitted:
+        adm = parse_request(request, self.cfg.default_slo_ms)
+        with self.lock:
+            self.arrivals += 1
+            if self.in_flight >= self.cfg.max_queue:
+                raise OverflowError(f"admission queue full ({self.cfg.max_queue} in flight); retry after ~1 s")
+            self.in_flight += 1
+        self.metrics.in_flight.inc()
+        return adm
+
+    def featurize(self, adm: Admitted) -> tuple[RequestFeatures, np.ndarray, dict[str, float]]:
+        client = self.clients[self.cache_worker]
+        emb = cache_client.encode(client, [adm.prompt])[0]
+        emb = emb / (np.linalg.norm(emb) + 1e-12)
+        tenants = None if adm.tenant is None else [adm.tenant]
+        sims: dict[str, float] = {}
+        available = {"k0", "fast"}
+        if any(self.profile.variants[v].needs_cache for v in self.policy.variants):
+            got = cache_client.lookup(client, emb[None], tenants=tenants)
+            cached = [k for k in sorted(self.profile.thresholds)]
+            for j, k in enumerate(cached):
+                s = float(got.similarity[0, j])
+                sims[f"k{k}"] = s
+                if got.entry_ids[0, j] >= 0 and s >= self.profile.thresholds[k]:
+                    available.add(f"k{k}")
+        pred = self.predictor.predict(emb, sims)
+        feats = RequestFeatures(adm.request_id, adm.arrival_s, adm.arrival_s + adm.slo_ms / 1000.0, self.classes.assign(emb), pred,
+                                frozenset(v for v in available if v in self.profile.variants))
+        return feats, emb, sims
+
+    def decide(self, feats: RequestFeatures) -> Decision:
+        with self.lock:
+            decision = self.policy.route(feats, self.state, time.monotonic())
+            if decision.variant is not None:
+                j = self.policy.variants.index(decision.variant)
+                self.state.served[feats.prompt_class, j] += 1
+                w = next(w for w in self.state.workers if w.name == decision.worker)
+                decision = dataclasses.replace(decision, booked_s=service_s(self.profile, decision.variant))
+                w.backlog_s += decision.booked_s
+        return decision
+
+    def execute(self, adm: Admitted, decision: Decision, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, Decision]:
+        """Run the chosen variant; returns (images, level latents, the decision actually executed)."""
+        client = self.clients[decision.worker]
+        k = self.profile.variants[decision.variant].k
+        latents = None
+        if k > 0:
+            tenants = None if adm.tenant is None else [adm.tenant]
+            got = cache_client.lookup(self.clients[self.cache_worker], emb[None], k=k, tenants=tenants)
+            if got.k[0] != k:  # evicted since featurize: fall back to full quality
+                decision = dataclasses.replace(decision, variant="k0", reason=decision.reason + "; cache entry evicted, k0")
+            else:
+                latents = got.latent
+        variant = decision.variant
+        images, levels = generate_with_levels(client, [adm.prompt], [adm.seed], variant, latents, timeout_s=self.cfg.request_timeout_s,
+                                              levels=variant != "fast")
+        return images, levels, decision
+
+    def record(self, adm: Admitted, decision: Decision, emb: np.ndarray, levels: np.ndarray | None, ok: bool) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            if decision.worker is not None:
+                w = next(w for w in self.state.workers if w.name == decision.worker)
+                w.backlog_s = max(0.0, w.backlog_s - decision.booked_s)
+                self.metrics.backlog.labels(worker=w.name).set(w.backlog_s)
+        self.metrics.in_flight.dec()
+        if not ok:
+            return
+        if levels is not None and np.isfinite(levels).any():
+            try:
+                cache_client.insert(self.clients[self.cache_worker], emb[None], levels, None if adm.tenant is None else [adm.tenant])
+            except Exception as e:  # noqa: BLE001 - a failed insert costs future hits, not this answer
+                log.warning("cache insert failed: %s", e)
+        latency = time.monotonic() - adm.arrival_s
+        self.metrics.latency.observe(latency)
+        self.metrics.variant.labels(variant=decision.variant).inc()
+        self.metrics.predicted_quality.observe(decision.predicted_quality)
+        if latency * 1000 > adm.slo_ms:
+            self.metrics.slo_violations.inc()
+
+    # ---------------------------------------------------------------- planning
+    def _plan_loop(self):
+        last = time.monotonic()
+        while not self.stop.wait(self.cfg.plan_interval_s):
+            now = time.monotonic()
+            with self.lock:
+                rate = self.arrivals / max(now - last, 1e-6)
+                self.arrivals = 0
+            last = now
+            self.forecaster.observe(rate)
+            demand = self.forecaster.forecast(1)
+            self.metrics.demand.set(demand)
+            mix = np.full(len(self.classes), 1.0 / len(self.classes))
+            with self.lock:
+                served = self.state.served.sum(1)
+                if served.sum() > 0:
+                    mix = 0.5 * mix + 0.5 * served / served.sum()
+                previous = {}
+                for w in self.state.workers:
+                    previous[w.family] = previous.get(w.family, 0) + 1
+            plan = self.policy.replan(demand, mix, len(self.cfg.workers), previous)
+            if plan is None:
+                continue
+            self.metrics.planned_quality.set(plan.expected_quality)
+            self._apply(plan)
+
+    def _apply(self, plan) -> None:
+        """Assign model families to workers (every worker has every model loaded here, so this
+        re-labels routing targets; on GPU it is where a fast-model load would be issued)."""
+        with self.lock:
+            wanted = [f for f, n in sorted(plan.workers.items()) for _ in range(n)]
+            wanted += ["base"] * (len(self.state.workers) - len(wanted))
+            current = [w.family for w in self.state.workers]
+            for w in self.state.workers:  # keep workers on their family where possible
+                if w.family in wanted:
+                    wanted.remove(w.family)
+                    w.family = "keep:" + w.family
+            for w in self.state.workers:
+                if not w.family.startswith("keep:"):
+                    w.family = wanted.pop(0)
+            for w in self.state.workers:
+                w.family = w.family.removeprefix("keep:")
+            if current != [w.family for w in self.state.workers]:
+                log.info("plan applied: %s", [w.family for w in self.state.workers])
+
+    def close(self):
+        self.stop.set()
+
+
+class T2IServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def _auth(self, context) -> None:
+        token = self.engine.cfg.auth_token
+        if token is None:
+            return
+        md = dict(context.invocation_metadata())
+        if md.get("authorization") != f"Bearer {token}":
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+    def ServerLive(self, request, context):
+        return service_pb2.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request, context):
+        return service_pb2.ServerReadyResponse(ready=not self.engine.stop.is_set())
+
+    def ModelReady(self, request, context):
+        return service_pb2.ModelReadyResponse(ready=request.name == MODEL_NAME)
+
+    def ServerMetadata(self, request, context):
+        return service_pb2.ServerMetadataResponse(name="argus-frontdoor", version="0.1.0", extensions=[])
+
+    def ModelMetadata(self, request, context):
+        self._auth(context)
+        if request.name != MODEL_NAME:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model '{request.name}'")
+        t = service_pb2.ModelMetadataResponse.TensorMetadata
+        return service_pb2.ModelMetadataResponse(
+            name=MODEL_NAME, versions=["1"], platform="argus",
+            inputs=[t(name="PROMPT", datatype="BYTES", shape=[1]), t(name="SEED", datatype="INT64", shape=[1]),
+                    t(name="SLO_MS", datatype="FP32", shape=[1]), t(name="TENANT", datatype="BYTES", shape=[1])],
+            outputs=[t(name="IMAGE", datatype="UINT8", shape=[-1, -1, 3])],
+        )
+
+    def ModelConfig(self, request, context):
+        from tritonclient.grpc import model_config_pb2 as mc
+
+        self._auth(context)
+        if request.name != MODEL_NAME:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model '{request.name}'")
+        cfg = mc.ModelConfig(name=MODEL_NAME, platform="argus", max_batch_size=0)
+        for name, dt in (("PROMPT", mc.TYPE_STRING), ("SEED", mc.TYPE_INT64), ("SLO_MS", mc.TYPE_FP32), ("TENANT", mc.TYPE_STRING)):
+            cfg.input.add(name=name, data_type=dt, dims=[1], optional=name != "PROMPT")
+        cfg.output.add(name="IMAGE", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+        return service_pb2.ModelConfigResponse(config=cfg)
+
+    def ModelInfer(self, request, context):
+        self._auth(context)
+        eng = self.engine
+        try:
+            adm = eng.admit(request)
+        except BadInput as e:
+            eng.metrics.requests.labels(outcome="invalid").inc()
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except OverflowError as e:
+            eng.metrics.requests.labels(outcome="rejected").inc()
+            context.set_trailing_metadata((("retry-after-ms", "1000"),))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+        decision, emb, levels, failure = Decision(None, None, "not decided"), None, None, None
+        try:
+            feats, emb, _ = eng.featurize(adm)
+            decision = eng.decide(feats)
+            if decision.variant is not None:
+                images, levels, decision = eng.execute(adm, decision, emb)
+        except Exception as e:  # noqa: BLE001 - a worker failure is this request's error, not the server's
+            failure = e
+        finally:
+            eng.record(adm, decision, emb, levels, ok=failure is None and decision.variant is not None)
+        if failure is not None:
+            eng.metrics.requests.labels(outcome="error").inc()
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"worker failed: {type(failure).__name__}: {failure}")
+        if decision.variant is None:
+            eng.metrics.requests.labels(outcome="shed").inc()
+            context.set_trailing_metadata((("retry-after-ms", "1000"),))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"shed: {decision.reason}")
+        eng.metrics.requests.labels(outcome="ok").inc()
+        resp = service_pb2.ModelInferResponse(model_name=MODEL_NAME, model_version="1", id=adm.request_id)
+        out = resp.outputs.add(name="IMAGE", datatype="UINT8", shape=list(images.shape[1:]))
+        del out
+        resp.raw_output_contents.append(np.ascontiguousarray(images[0]).tobytes())
+        params = {"variant": decision.variant, "k": str(eng.profile.variants[decision.variant].k), "worker": decision.worker,
+                  "predicted_quality": f"{decision.predicted_quality:.4f}", "reason": decision.reason}
+        for key, value in params.items():
+            resp.parameters[key].string_param = value
+        return resp
+
+
+def serve(cfg: FrontDoorConfig, engine: Engine | None = None) -> tuple[grpc.Server, Engine]:
+    """Start the gRPC front door (and its metrics endpoint); returns (server, engine)."""
+    engine = engine or Engine(cfg)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(16, cfg.max_queue + 8)),
+                         options=[("grpc.max_receive_message_length", 8 * 2**20)])
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(T2IServicer(engine), server)
+    bound = server.add_insecure_port(f"{cfg.address}:{cfg.port}")
+    if bound == 0:
+        raise OSError(f"cannot bind {cfg.address}:{cfg.port}")
+    server.start()
+    if cfg.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(cfg.metrics_port, addr=cfg.address, registry=engine.metrics.registry)
+    return server, engine
