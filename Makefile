@@ -3,10 +3,12 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# torch==2.13.0 as a CPU wheel from local disk when there is one (an unpinned index pulls a CUDA build).
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(FIND_LINKS) -e '.[test]'
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 .PHONY: install demo test bench perf train clean

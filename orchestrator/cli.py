@@ -211,6 +211,10 @@ def demo(out_dir: Path = typer.Option(Path("runs/demo")), grpc_port: int = typer
         gt = "-" if row["gt_accuracy"] is None else f"{row['gt_accuracy']:.2f}"
         table.add_row(row["variant"], str(row["unet_steps"]), f"{row['latency_per_image_ms']:.0f}", f"{row['clip_score']:.1f}", gt)
     console.print(table)
+    orch = report.get("orchestrator")
+    if orch:
+        console.print(f"orchestrator (argus policy, {orch['offered_rps']:.1f} req/s open loop): served {orch['served']}/{orch['requests']}, "
+                      f"variant mix {orch['variant_mix']}, SLO violations {orch['slo_violations']:.0f}")
     console.print(f"images: {out_dir}/grid.png (rows: prompts, columns: {', '.join(report['columns_of_grid'])}); report: {out_dir}/report.json")
 
 

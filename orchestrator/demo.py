@@ -37,6 +37,12 @@ class DemoConfig:
     seed: int = 0
     grpc_port: int = 18201
     batch_size: int = 8
+    profile_path: Path = PROJECT_ROOT / "profiles" / "cpu_tiny.json"
+    """The profile the orchestrator's policies read (written by `argus profile`)."""
+    burst_seconds: float = 10.0
+    burst_load: float = 2.0
+    """Offered load of the orchestrator phase, as a multiple of the profiled k0 capacity."""
+    frontdoor_port: int = 18210
 
 
 @dataclasses.dataclass
@@ -98,6 +104,55 @@ def save_grid(path: Path, rows: list[list[np.ndarray]], scale: int = 3) -> None:
     grid.save(path)
 
 
+def run_orchestrated(cfg: DemoConfig, worker: str, prompts: list[str], log) -> dict:
+    """An open-loop burst at ``burst_load`` x the k0 capacity through the front door (argus policy)."""
+    import threading
+
+    from orchestrator.frontdoor import FrontDoorConfig, serve
+
+    fd_cfg = FrontDoorConfig(workers=[worker], profile_path=cfg.profile_path, policy="argus", port=cfg.frontdoor_port, metrics_port=None,
+                             plan_interval_s=1.0)
+    server, engine = serve(fd_cfg)
+    try:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{cfg.frontdoor_port}")
+        rate = cfg.burst_load * 1000.0 / engine.profile.variants["k0"].latency_ms[1]
+        n = max(1, int(rate * cfg.burst_seconds))
+        log(f"orchestrator: {n} requests at {rate:.1f} req/s ({cfg.burst_load}x the k0 capacity) through the front door, policy argus")
+        results: list = []
+        lock = threading.Lock()
+
+        def cb(result=None, error=None):
+            with lock:
+                results.append(error if error is not None else result.get_response(as_json=True)["parameters"]["variant"]["string_param"])
+
+        t0 = time.monotonic()
+        for i in range(n):
+            time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+            p = np.array([prompts[i % len(prompts)].encode()], dtype=np.object_)
+            inp = grpcclient.InferInput("PROMPT", [1], "BYTES")
+            inp.set_data_from_numpy(p)
+            client.async_infer("t2i", [inp], cb)
+        deadline = time.monotonic() + 300
+        while len(results) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        variants = [r for r in results if isinstance(r, str)]
+        m = engine.metrics
+        summary = {
+            "requests": n,
+            "served": len(variants),
+            "errors": len(results) - len(variants),
+            "variant_mix": {v: variants.count(v) for v in sorted(set(variants))},
+            "slo_violations": m.value("argus_slo_violations_total"),
+            "planned_quality": m.value("argus_planned_quality"),
+            "offered_rps": rate,
+        }
+        log(f"orchestrator: served {summary['served']}/{n}, variants {summary['variant_mix']}, SLO violations {summary['slo_violations']:.0f}")
+        return summary
+    finally:
+        server.stop(0)
+        engine.close()
+
+
 def run_demo(cfg: DemoConfig, repo_cfg: RepositoryConfig = RepositoryConfig(), console=None) -> dict:
     from tiny_model.quality import QualityScorer
 
@@ -127,6 +182,7 @@ def run_demo(cfg: DemoConfig, repo_cfg: RepositoryConfig = RepositoryConfig(), c
             runs[variant] = VariantRun(variant, images, lat, source.tolist() if k > 0 else [-1] * len(prompts))
             log(f"{variant}: {len(prompts)} images in {sum(lat):.1f}s")
         stats = client.get_inference_statistics(as_json=True)["model_stats"]
+        orchestrated = run_orchestrated(cfg, server.config.grpc_url, prompts, log) if cfg.profile_path.exists() else None
     scorer = QualityScorer()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     summary, records = [], []
@@ -156,6 +212,7 @@ def run_demo(cfg: DemoConfig, repo_cfg: RepositoryConfig = RepositoryConfig(), c
         "summary": summary,
         "records": records,
         "triton_model_stats": {s["name"]: {"inference_count": int(s.get("inference_count", 0)), "execution_count": int(s.get("execution_count", 0))} for s in stats},
+        "orchestrator": orchestrated,
         "wall_s": time.perf_counter() - t0,
     }
     (cfg.out_dir / "report.json").write_text(json.dumps(report, indent=2))

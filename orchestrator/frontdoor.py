@@ -35,7 +35,7 @@ from orchestrator.forecast import HoltForecaster
 from orchestrator.policies import Policy, PolicyContext, PromptClasses, make_policy
 from orchestrator.predictor import QualityPredictor
 from orchestrator.profile import Profile
-from orchestrator.router import ClusterState, Decision, RequestFeatures, WorkerState, service_s
+from orchestrator.router import ClusterState, Decision, RequestFeatures, WorkerState, assign_families, service_s
 from orchestrator.triton.client import generate_with_levels
 
 log = logging.getLogger("argus.frontdoor")
@@ -312,20 +312,11 @@ class Engine:
         """Assign model families to workers (every worker has every model loaded here, so this
         re-labels routing targets; on GPU it is where a fast-model load would be issued)."""
         with self.lock:
-            wanted = [f for f, n in sorted(plan.workers.items()) for _ in range(n)]
-            wanted += ["base"] * (len(self.state.workers) - len(wanted))
-            current = [w.family for w in self.state.workers]
-            for w in self.state.workers:  # keep workers on their family where possible
-                if w.family in wanted:
-                    wanted.remove(w.family)
-                    w.family = "keep:" + w.family
-            for w in self.state.workers:
-                if not w.family.startswith("keep:"):
-                    w.family = wanted.pop(0)
-            for w in self.state.workers:
-                w.family = w.family.removeprefix("keep:")
-            if current != [w.family for w in self.state.workers]:
-                log.info("plan applied: %s", [w.family for w in self.state.workers])
+            new = assign_families([w.family for w in self.state.workers], plan.workers)
+            if new != [w.family for w in self.state.workers]:
+                log.info("plan applied: %s", new)
+            for w, fam in zip(self.state.workers, new):
+                w.family = fam
 
     def close(self):
         self.stop.set()

@@ -127,3 +127,20 @@ def route_planned(
         v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0), -f[3]))
         reason = "redirect: planned variants saturated"
     return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), eta)
+
+
+def assign_families(current: list[str], wanted_counts: dict[str, int]) -> list[str]:
+    """New family per worker for a plan, moving as few workers as possible (each move may load a model).
+
+    Workers beyond the plan's total keep serving the base model."""
+    wanted: list[str] = [f for f, n in sorted(wanted_counts.items()) for _ in range(n)]
+    wanted += ["base"] * (len(current) - len(wanted))
+    out: list[str | None] = [None] * len(current)
+    for i, fam in enumerate(current):  # keep workers already on a wanted family
+        if fam in wanted:
+            wanted.remove(fam)
+            out[i] = fam
+    for i in range(len(current)):
+        if out[i] is None:
+            out[i] = wanted.pop(0)
+    return out  # type: ignore[return-value]

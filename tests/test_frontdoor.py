@@ -158,3 +158,16 @@ def test_argus_approximates_under_overload_and_recovers(argus):
     assert engine.metrics.value("argus_planned_quality") >= 0.999
     res = client.infer("t2i", t2i_inputs(prompts[1]))
     assert res.get_response(as_json=True)["parameters"]["variant"]["string_param"] == "k0"
+
+
+def test_bearer_token_is_enforced_when_configured(triton, profile_path):
+    server, engine, client = start_frontdoor(triton, profile_path, "clipper-ht", auth_token="s3cret")
+    try:
+        with pytest.raises(InferenceServerException) as err:
+            client.infer("t2i", t2i_inputs("a red circle"))
+        assert "UNAUTHENTICATED" in err.value.status()
+        res = client.infer("t2i", t2i_inputs("a red circle"), headers={"authorization": "Bearer s3cret"})
+        assert res.get_response(as_json=True)["parameters"]["variant"]["string_param"] == "fast"
+    finally:
+        server.stop(0)
+        engine.close()
