@@ -351,6 +351,35 @@ def bench_serving(
     run_serving_bench(ServingBenchConfig(requests=requests, concurrency=concurrency, grpc_port=grpc_port), console)
 
 
+@bench_app.command("sim")
+def bench_sim(
+    profile_path: Path = typer.Option(Path("profiles/gpu_sdxl_a100.json"), "--profile"),
+    trace: str = typer.Option("twitter", help="twitter | azure-code | azure-conv | servegen-mm | maf | a CSV path"),
+    workers: int = typer.Option(8),
+    peak_load: float = typer.Option(1.5, help="Peak load as a multiple of the cluster's k0 capacity."),
+    duration_s: Optional[float] = typer.Option(None, help="Compress the trace to this many seconds."),
+    out_dir: Optional[Path] = typer.Option(None),
+):
+    """All five policies and the offline oracle on one trace, in the discrete-event simulator."""
+    from orchestrator.bench_sim import SimBenchConfig, run_sim_bench
+
+    run_sim_bench(SimBenchConfig(profile_path=profile_path, trace=trace, num_workers=workers, peak_load=peak_load, duration_s=duration_s,
+                                 out_dir=out_dir), console)
+
+
+@app.command("gpu-profile")
+def gpu_profile(
+    quality_from: Path = typer.Option(Path("profiles/cpu_tiny.json"), help="Measured profile whose quality table is reused."),
+    out: Path = typer.Option(Path("profiles/gpu_sdxl_a100.json")),
+):
+    """Write the SD-XL-on-A100 profile from cited public figures (see orchestrator/gpu_profile.py)."""
+    from orchestrator.gpu_profile import sdxl_a100_profile
+    from orchestrator.profile import Profile
+
+    sdxl_a100_profile(Profile.load(quality_from)).save(out)
+    console.print(f"wrote {out}")
+
+
 @bench_app.command("cache")
 def bench_cache(sizes: str = typer.Option("10000,100000", help="Cache sizes (entries) to measure."), queries: int = typer.Option(400)):
     """Retrieval p50/p99 and throughput at 10k/100k entries, memory per entry, vs one t2i_k25 generation."""

@@ -236,8 +236,7 @@ class Engine:
         with self.lock:
             decision = self.policy.route(feats, self.state, time.monotonic())
             if decision.variant is not None:
-                j = self.policy.variants.index(decision.variant)
-                self.state.served[feats.prompt_class, j] += 1
+                self.state.apply(feats, decision, self.policy.variants)
                 w = next(w for w in self.state.workers if w.name == decision.worker)
                 decision = dataclasses.replace(decision, booked_s=service_s(self.profile, decision.variant))
                 w.backlog_s += decision.booked_s

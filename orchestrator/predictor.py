@@ -15,6 +15,10 @@ import numpy as np
 from orchestrator.profile import Profile, QualityTable
 
 
+EXACT_MATCH = 0.9999
+"""Cache similarity at which the cached latent is the same prompt's own."""
+
+
 def _features(emb: np.ndarray, sim: np.ndarray) -> np.ndarray:
     emb = np.atleast_2d(emb).astype(np.float64)
     s = np.asarray(sim, dtype=np.float64).reshape(-1, 1)
@@ -44,6 +48,9 @@ class QualityPredictor:
         out = {"k0": 1.0}
         for v, w in self.weights.items():
             s = similarity.get(v, 0.0) if self.uses_similarity[v] else 0.0
+            if self.uses_similarity[v] and s >= EXACT_MATCH:
+                out[v] = 1.0  # the same prompt: resuming its own trajectory reproduces its full-quality image
+                continue
             out[v] = float(np.clip(_features(embedding, np.array([s])) @ w, 0.0, 1.5)[0])
         return out
 

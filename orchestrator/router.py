@@ -40,6 +40,19 @@ class ClusterState:
     workers: list[WorkerState]
     served: np.ndarray
     """(classes, variants) requests routed so far, for following the plan's mix."""
+    price: np.ndarray | None = None
+    """(classes,) price of worker time (in units of one k0 image) for prompt-aware routing."""
+
+    def __post_init__(self):
+        if self.price is None:
+            self.price = np.zeros(self.served.shape[0])
+
+    def apply(self, req: RequestFeatures, decision: Decision, variants: list[str]) -> None:
+        """Book a decision: the class's served count and its price move (the caller holds any lock)."""
+        if decision.variant is None:
+            return
+        self.served[req.prompt_class, variants.index(decision.variant)] += 1
+        self.price[req.prompt_class] = max(0.0, self.price[req.prompt_class] + decision.price_delta)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +65,8 @@ class Decision:
     estimated_latency_s: float = 0.0
     booked_s: float = 0.0
     """Work added to the worker's backlog for this request (removed when it completes)."""
+    price_delta: float = 0.0
+    """How the class's price moves after this decision (spent more than the plan's budget: up)."""
 
 
 def family_of(variant: str) -> str:
@@ -85,6 +100,15 @@ def route_fixed(req: RequestFeatures, state: ClusterState, profile: Profile, var
     return Decision(variant, w.name, "fixed", req.predicted_quality.get(variant, 0.0), eta)
 
 
+PRICE_STEP = 0.05
+"""Dual-ascent step of the per-class price (per request)."""
+
+
+def relative_cost(profile: Profile, variant: str, slo_ms: float) -> float:
+    """Worker time of one image of ``variant`` in units of one k0 image (at the SLO's best batch)."""
+    return profile.variants["k0"].throughput(slo_ms) / profile.variants[variant].throughput(slo_ms)
+
+
 def route_planned(
     req: RequestFeatures,
     state: ClusterState,
@@ -93,15 +117,17 @@ def route_planned(
     target: dict[str, float],
     now_s: float,
     prompt_aware: bool,
-    plan_weight: float = 1.0,
 ) -> Decision:
-    """Follow the plan's mix for the request's class, within what meets the deadline.
+    """Follow the plan for the request's class, within what meets the deadline.
 
-    Score = plan deficit (target share minus share served so far) x plan_weight, plus, when
-    ``prompt_aware``, this prompt's predicted quality: so within the planned mix the prompts that
-    lose least take the cheap variants. A plan variant that cannot meet the deadline is replaced
-    by the feasible variant with the least predicted quality loss; only when no variant is
-    feasible is the request shed.
+    Prompt-aware (argus): the plan fixes each class's budget of worker time per request
+    (sum of target share x relative cost); each request takes the feasible variant maximising
+    predicted quality - price x relative cost, and the class's price rises when requests spend
+    above the budget and falls below it (dual ascent). So prompts that lose little take the cheap
+    variants and prompts that lose much keep full quality, at the plan's total cost.
+    Prompt-agnostic (proteus): follow the plan's shares (largest deficit first).
+    A plan that cannot be followed in time falls back to the feasible variant with the least
+    predicted quality loss; only when no variant is feasible is the request shed.
     """
     row = state.served[req.prompt_class]
     total = max(float(row.sum()), 1.0)
@@ -114,14 +140,18 @@ def route_planned(
             feasible.append((v, j, w, eta))
     if not feasible:
         return Decision(None, None, "no variant can meet the deadline")
+    slo_ms = 1000.0 * (req.deadline_s - req.arrival_s)
+    if prompt_aware:
+        price = float(state.price[req.prompt_class])
+        cost = {f[0]: relative_cost(profile, f[0], slo_ms) for f in feasible}
+        budget = sum(share * relative_cost(profile, v, slo_ms) for v, share in target.items() if v in profile.variants)
+        v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
+        planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
+        reason = "plan (price)" if planned else "redirect: planned variants saturated"
+        return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), eta, price_delta=PRICE_STEP * (cost[v] - budget))
     planned = [f for f in feasible if target.get(f[0], 0.0) > 0]
     if planned:
-        def score(f):
-            v, j, _, _ = f
-            deficit = target.get(v, 0.0) - row[j] / total
-            return plan_weight * deficit + (req.predicted_quality.get(v, 0.0) if prompt_aware else 0.0)
-
-        v, _, w, eta = max(planned, key=score)
+        v, _, w, eta = max(planned, key=lambda f: target.get(f[0], 0.0) - row[f[1]] / total)
         reason = "plan"
     else:
         v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0), -f[3]))

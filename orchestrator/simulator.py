@@ -145,8 +145,7 @@ class Simulator:
         self.records[req.request_id] = rec
         if d.variant is None:
             return
-        j = self.policy.variants.index(d.variant)
-        self.state.served[feats.prompt_class, j] += 1
+        self.state.apply(feats, d, self.policy.variants)
         w = next(w for w in self.workers if w.state.name == d.worker)
         booked = service_s(self.profile, d.variant)
         w.state.backlog_s += booked
