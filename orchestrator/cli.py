@@ -232,7 +232,9 @@ def cache_warm(
     from orchestrator.cache import client as cache_client
 
     lines = [ln.strip() for ln in prompts.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-    lines = [ln for ln in lines if len(ln.encode()) <= 2048][: limit or None]
+    from orchestrator.validation import MAX_PROMPT_BYTES
+
+    lines = [ln for ln in lines if len(ln.encode()) <= MAX_PROMPT_BYTES][: limit or None]
     client = grpcclient.InferenceServerClient(url)
     with Progress(console=console) as bar:
         task = bar.add_task("warming cache", total=len(lines))
@@ -378,6 +380,14 @@ def gpu_profile(
 
     sdxl_a100_profile(Profile.load(quality_from)).save(out)
     console.print(f"wrote {out}")
+
+
+@bench_app.command("orchestrator")
+def bench_orchestrator(profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"), requests: int = typer.Option(5000)):
+    """Per-request decision overhead (p50/p99) and the planner's solve time at 8 and 64 workers."""
+    from orchestrator.bench_orchestrator import run_orchestrator_bench
+
+    run_orchestrator_bench(profile_path, requests, console)
 
 
 @bench_app.command("cache")

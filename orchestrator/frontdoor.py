@@ -37,11 +37,10 @@ from orchestrator.predictor import QualityPredictor
 from orchestrator.profile import Profile
 from orchestrator.router import ClusterState, Decision, RequestFeatures, WorkerState, assign_families, service_s
 from orchestrator.triton.client import generate_with_levels
+from orchestrator.validation import MAX_PROMPT_BYTES, MAX_TENANT_BYTES, InvalidText, decode_text
 
 log = logging.getLogger("argus.frontdoor")
 MODEL_NAME = "t2i"
-MAX_PROMPT_BYTES = 2048
-MAX_TENANT_BYTES = 128
 MAX_SLO_MS = 600_000
 
 
@@ -111,17 +110,10 @@ def parse_request(request: service_pb2.ModelInferRequest, default_slo_ms: float)
     prompts = arrays["PROMPT"].reshape(-1)
     if len(prompts) != 1:
         raise BadInput(f"one prompt per request, got {len(prompts)} (batching happens inside the cluster)")
-    raw = prompts[0] if isinstance(prompts[0], bytes) else str(prompts[0]).encode()
-    if len(raw) > MAX_PROMPT_BYTES:
-        raise BadInput(f"prompt is {len(raw)} bytes; the limit is {MAX_PROMPT_BYTES}")
     try:
-        prompt = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise BadInput(f"prompt is not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    if not prompt.strip():
-        raise BadInput("prompt is empty")
-    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in prompt):
-        raise BadInput("prompt contains control characters")
+        prompt = decode_text(prompts[0], "prompt", MAX_PROMPT_BYTES)
+    except InvalidText as e:
+        raise BadInput(str(e)) from None
 
     def scalar(name, kinds, default):
         if name not in arrays:
@@ -139,14 +131,10 @@ def parse_request(request: service_pb2.ModelInferRequest, default_slo_ms: float)
         raise BadInput(f"SLO_MS must be in (0, {MAX_SLO_MS}], got {slo}")
     tenant = None
     if "TENANT" in arrays:
-        t = arrays["TENANT"].reshape(-1)
-        traw = t[0] if isinstance(t[0], bytes) else str(t[0]).encode()
         try:
-            tenant = traw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadInput("TENANT is not valid UTF-8") from None
-        if not tenant or len(traw) > MAX_TENANT_BYTES or not tenant.isprintable():
-            raise BadInput(f"TENANT must be 1..{MAX_TENANT_BYTES} printable bytes")
+            tenant = decode_text(arrays["TENANT"].reshape(-1)[0], "TENANT", MAX_TENANT_BYTES, printable=True)
+        except InvalidText as e:
+            raise BadInput(str(e)) from None
     rid = request.id or uuid.uuid4().hex[:16]
     return Admitted(rid, prompt, seed, slo, tenant, time.monotonic())
 

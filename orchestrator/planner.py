@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+MIN_CLASS_SHARE = 1e-6
+"""Classes with a smaller share of the mix are left out of the program (they still get a plan row)."""
 SHED_PENALTY = 10.0
 """Per unit of shed demand; larger than any quality gain (relative quality <= ~1.5)."""
 
@@ -66,6 +68,10 @@ def solve(inp: PlanInput) -> Plan:
 
     t0 = time.perf_counter()
     c_count, v_count = inp.quality.shape
+    # HiGHS refuses rows with coefficients below its small-value tolerance: drop negligible classes.
+    mix = np.where(inp.class_mix < MIN_CLASS_SHARE, 0.0, inp.class_mix)
+    mix = mix / mix.sum() if mix.sum() > 0 else np.full(c_count, 1.0 / c_count)
+    inp = dataclasses.replace(inp, class_mix=mix)
     families = sorted(set(inp.family))
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -85,14 +91,14 @@ def solve(inp: PlanInput) -> Plan:
             (inp.demand_rps * inp.class_mix[c] * inp.headroom / max(inp.throughput_rps[v], 1e-9)) * f[c][v]
             for c in range(c_count)
             for v in range(v_count)
-            if inp.family[v] == m
+            if inp.family[v] == m and inp.class_mix[c] > 0
         )
         h.addConstr(load - n[m] <= 0.0)
         if m in prev:
             h.addConstr(d[m] - n[m] >= -prev[m])
             h.addConstr(d[m] + n[m] >= prev[m])
-    objective = sum(float(inp.class_mix[c] * inp.quality[c, v]) * f[c][v] for c in range(c_count) for v in range(v_count))
-    objective = objective - sum(SHED_PENALTY * float(inp.class_mix[c]) * shed[c] for c in range(c_count))
+    objective = sum(float(inp.class_mix[c] * inp.quality[c, v]) * f[c][v] for c in range(c_count) for v in range(v_count) if inp.class_mix[c] > 0)
+    objective = objective - sum(SHED_PENALTY * float(inp.class_mix[c]) * shed[c] for c in range(c_count) if inp.class_mix[c] > 0)
     objective = objective - sum(inp.switch_penalty_per_s * inp.load_time_s.get(m, 0.0) * d[m] for m in families if m in prev)
     h.maximize(objective)
     status = h.modelStatusToString(h.getModelStatus())

@@ -41,7 +41,7 @@ def measure_quality(num_prompts: int = 96, pool_size: int = 240, seed: int = 432
     from tiny_model.evaluate import EvalConfig, generate_all
     from tiny_model.models import load_components
     from tiny_model.pipeline import TinyPipeline
-    from tiny_model.quality import QualityScorer
+    from tiny_model.quality import QualityScorer, relative_quality
 
     torch.set_num_threads(2)
     pipe = TinyPipeline(load_components())
@@ -49,9 +49,8 @@ def measure_quality(num_prompts: int = 96, pool_size: int = 240, seed: int = 432
     gen = generate_all(pipe, cfg)
     scorer = QualityScorer()
     clip = {v: scorer.clip_score(im, gen.prompts) for v, im in gen.images.items() if v != "rendered"}
-    base = np.maximum(clip["k0"], 1.0)
     emb = torch.nn.functional.normalize(pipe.encode(gen.prompts)[1], dim=-1).numpy()
-    rel = {v: (c / base).astype(np.float32) for v, c in clip.items() if v != "k0"}
+    rel = {v: relative_quality(c, clip["k0"]).astype(np.float32) for v, c in clip.items() if v != "k0"}
     sim = {v: gen.neighbour_sim[0].astype(np.float32) for v in rel if v != "fast"}
     return QualityTable(gen.prompts, emb.astype(np.float32), rel, sim)
 

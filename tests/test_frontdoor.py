@@ -31,9 +31,10 @@ def profile_path(triton, tmp_path_factory):
     return path
 
 
-def start_frontdoor(triton, profile_path, policy, **kw):
+def start_frontdoor(triton, profile_path, policy, extra_workers=(), **kw):
     port = free_port_block(2)
-    cfg = FrontDoorConfig(workers=[triton.config.grpc_url], profile_path=profile_path, policy=policy, port=port, metrics_port=None, **kw)
+    cfg = FrontDoorConfig(workers=[triton.config.grpc_url, *extra_workers], profile_path=profile_path, policy=policy, port=port,
+                          metrics_port=None, **kw)
     server, engine = serve(cfg)
     return server, engine, grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
 
@@ -171,3 +172,29 @@ def test_bearer_token_is_enforced_when_configured(triton, profile_path):
     finally:
         server.stop(0)
         engine.close()
+
+
+def test_two_tritonservers_form_a_cluster(triton, profile_path):
+    """A second real server on other loopback ports: the front door balances across both."""
+    from orchestrator.triton.server import TritonServer
+    from tests.conftest import triton_config
+
+    second = TritonServer(triton_config(("unet", "t2i_k0"))).start()
+    server, engine, client = start_frontdoor(triton, profile_path, "clipper-ha", extra_workers=[second.config.grpc_url])
+    try:
+        results = []
+
+        def cb(result=None, error=None):
+            results.append(error if error is not None else result.get_response(as_json=True)["parameters"]["worker"]["string_param"])
+
+        for i in range(6):
+            client.async_infer("t2i", t2i_inputs(f"a red circle number {i}", seed=i), cb)
+        deadline = time.monotonic() + 120
+        while len(results) < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(isinstance(r, str) for r in results), results
+        assert set(results) == {triton.config.grpc_url, second.config.grpc_url}
+    finally:
+        server.stop(0)
+        engine.close()
+        second.stop()

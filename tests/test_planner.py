@@ -82,3 +82,10 @@ def test_solves_paper_and_fleet_scale_quickly(workers):
     q = np.hstack([np.ones((16, 1)), rng.uniform(0.6, 1.0, (16, 3))])
     plan = solve(make(demand=workers * 1.8, workers=workers, quality=q, classes=16))
     assert plan.status == "Optimal" and plan.solve_ms < 2000
+
+
+def test_negligible_classes_do_not_break_the_solver():
+    inp = make(demand=12.0, classes=3)
+    inp.class_mix = np.array([0.6, 0.4 - 1.2e-9, 1.2e-9])  # a class whose share decayed to ~0
+    plan = solve(inp)
+    assert plan.status == "Optimal" and plan.shed[:2].max() < 1e-6

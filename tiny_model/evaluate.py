@@ -24,7 +24,7 @@ import torch
 
 from tiny_model.models import FAST_UNET, load_components
 from tiny_model.pipeline import TinyPipeline
-from tiny_model.quality import QualityScorer
+from tiny_model.quality import QualityScorer, relative_quality
 from tiny_model.world import render, sample_scene
 
 LEVELS = (5, 10, 15, 20, 25)
@@ -125,7 +125,7 @@ def score(gen: Generated, scorer: QualityScorer, cfg: EvalConfig) -> dict:
             }
         out["variants"][v] = row
     # Relative quality per prompt: CLIP score ratio to the same prompt's K=0 image.
-    rel = {v: clip[v] / np.maximum(clip["k0"], 1e-6) for v in gen.images if v not in ("k0", "rendered")}
+    rel = {v: relative_quality(clip[v], clip["k0"]) for v in gen.images if v not in ("k0", "rendered")}
     out["relative_quality"] = {}
     out["thresholds"] = calibrate(rel, gen.neighbour_sim, cfg.calibration_target)
     sims = gen.neighbour_sim[0]
@@ -136,8 +136,11 @@ def score(gen: Generated, scorer: QualityScorer, cfg: EvalConfig) -> dict:
         entry = {kind: {"mean": float(r[idx].mean()), "p10": float(np.percentile(r[idx], 10)), "p90": float(np.percentile(r[idx], 90)),
                         "std": float(r[idx].std())} for kind, idx in by_kind.items()}
         entry["all"] = {"mean": float(r.mean()), "p10": float(np.percentile(r, 10)), "p90": float(np.percentile(r, 90)), "std": float(r.std())}
-        entry["by_similarity"] = {f"[{lo:.2f},{min(hi, 1.0):.2f})": (float(r[(sims >= lo) & (sims < hi)].mean()) if ((sims >= lo) & (sims < hi)).any() else None,
-                                                                      int(((sims >= lo) & (sims < hi)).sum())) for lo, hi in bins}
+        entry["by_similarity"] = {}
+        for kind, idx in [("all", np.arange(len(r)))] + list(by_kind.items()):
+            rs, ss = r[idx], sims[idx]
+            entry["by_similarity"][kind] = {f"[{lo:.2f},{min(hi, 1.0):.2f})": (float(rs[(ss >= lo) & (ss < hi)].mean()) if ((ss >= lo) & (ss < hi)).any() else None,
+                                                                            int(((ss >= lo) & (ss < hi)).sum())) for lo, hi in bins}
         out["relative_quality"][v] = entry
     out["neighbour_similarity"] = {r: {"mean": float(x.mean()), "p10": float(np.percentile(x, 10)), "p90": float(np.percentile(x, 90))}
                                    for r, x in gen.neighbour_sim.items()}
@@ -166,7 +169,7 @@ def calibrate(rel: dict[str, np.ndarray], sims: dict[int, np.ndarray], target: f
     return out
 
 
-def latency(pipe: TinyPipeline, repeats: int = 3) -> dict:
+def latency(pipe: TinyPipeline, repeats: int = 5) -> dict:
     """Seconds per image for each variant at batch 1 and 8 (median of repeats), one torch thread."""
     out = {}
     start8 = torch.randn(8, 4, 8, 8)
@@ -228,18 +231,21 @@ def render_markdown(r: dict, meta: dict) -> str:
     lines += ["", "Chance for top-1 of 11 is 0.09. `rendered` is the world's own renderer (the upper bound); `kK` starts from the latent at",
               "step K of the most similar *other* prompt in a pool of earlier generations; `fast` is the smaller UNet with 20 steps.", "",
               "## Relative quality q(K)/q(0) per prompt (CLIP score ratio), simple vs hard", "",
+              "The full-quality score in the denominator is floored at a quarter of the mean full-quality score, and the ratio capped",
+              "at 1.5 (`tiny_model.quality.relative_quality`): a ratio to a near-zero score, a prompt the model fails anyway, means nothing.", "",
               "| variant | simple mean | simple p10-p90 | hard mean | hard p10-p90 | all: std across prompts |", "|---|---|---|---|---|---|"]
     for name, e in r["relative_quality"].items():
         s, h, a = e["simple"], e["hard"], e["all"]
         lines.append(f"| {name} | {s['mean']:.3f} | {s['p10']:.2f}-{s['p90']:.2f} | {h['mean']:.3f} | {h['p10']:.2f}-{h['p90']:.2f} | {a['std']:.3f} |")
-    bins = list(next(iter(r["relative_quality"].values()))["by_similarity"])
-    lines += ["", "## Relative quality by similarity of the reused prompt (mean, n)", "", "| variant | " + " | ".join(bins) + " |",
-              "|---|" + "---|" * len(bins)]
+    bins = list(next(iter(r["relative_quality"].values()))["by_similarity"]["all"])
+    lines += ["", "## Relative quality by similarity of the reused prompt (mean, n)", "", "| variant | kind | " + " | ".join(bins) + " |",
+              "|---|---|" + "---|" * len(bins)]
     for name, e in r["relative_quality"].items():
         if name == "fast":
             continue
-        cells = [("-" if m is None else f"{m:.3f}") + f" (n={n})" for m, n in e["by_similarity"].values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        for kind, cellsd in e["by_similarity"].items():
+            cells = [("-" if m is None else f"{m:.3f}") + f" (n={n})" for m, n in cellsd.values()]
+            lines.append(f"| {name} | {kind} | " + " | ".join(cells) + " |")
     lines += ["", "## Calibrated cache thresholds", "",
               f"Lowest similarity at which reusing a latent keeps mean relative quality >= {r['config']['calibration_target']}",
               "(pairs from neighbour ranks " + r["config"]["neighbour_ranks"] + "):", "",
@@ -250,7 +256,7 @@ def render_markdown(r: dict, meta: dict) -> str:
         lines.append(f"| {k} | {thr} | {t['coverage']:.2f} | {slope} | {t['pairs']} |")
     lat = r["latency_ms_per_image"]
     names = ["k0", *[f"k{k}" for k in LEVELS], "fast"]
-    lines += ["", "## Latency per image on CPU (in-process, 1 torch thread, median of 3)", "", "| batch | " + " | ".join(names) + " |",
+    lines += ["", "## Latency per image on CPU (in-process, 1 torch thread, median of 5)", "", "| batch | " + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
     for bs in (1, 8):
         lines.append(f"| {bs} | " + " | ".join(f"{lat[f'{n}_b{bs}']:.0f} ms" for n in names) + " |")

@@ -47,3 +47,15 @@ class QualityScorer:
     @staticmethod
     def ground_truth(images: np.ndarray, prompts: list[str]) -> list[dict[str, float] | None]:
         return [ground_truth_check(img, p) for img, p in zip(images, prompts)]
+
+
+RELATIVE_FLOOR = 0.25
+"""A prompt's full-quality score is floored at this fraction of the mean full-quality score before
+dividing: a ratio to a near-zero score (a prompt the model fails anyway) means nothing."""
+RELATIVE_CAP = 1.5
+
+
+def relative_quality(score: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """q(v)/q(k0) per prompt, with the floor above and capped at RELATIVE_CAP."""
+    floor = RELATIVE_FLOOR * float(np.mean(base))
+    return np.clip(np.asarray(score, np.float64) / np.maximum(base, max(floor, 1e-6)), 0.0, RELATIVE_CAP)

@@ -14,9 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-MAX_PROMPT_BYTES = 2048
-"""Longest prompt accepted (UTF-8 bytes); the tokenizer truncates far earlier, so longer is abuse."""
-
+from orchestrator.validation import MAX_PROMPT_BYTES, InvalidText, decode_text
 
 class BadRequest(ValueError):
     """A request the client must fix; answered with INVALID_ARGUMENT."""
@@ -44,20 +42,11 @@ def input_array(request, name: str, required: bool = True) -> np.ndarray | None:
 
 
 def decode_prompts(raw: np.ndarray) -> list[str]:
-    """BYTES tensor -> list of prompts; rejects empty, oversized and non-UTF-8 prompts."""
-    prompts = []
-    for item in raw.reshape(-1):
-        data = item if isinstance(item, bytes) else str(item).encode()
-        if len(data) > MAX_PROMPT_BYTES:
-            raise BadRequest(f"prompt is {len(data)} bytes; the limit is {MAX_PROMPT_BYTES}")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise BadRequest(f"prompt is not valid UTF-8 ({e.reason} at byte {e.start})") from None
-        if not text.strip():
-            raise BadRequest("prompt is empty")
-        prompts.append(text)
-    return prompts
+    """BYTES tensor -> list of prompts; rejects empty, oversized, non-UTF-8 and control-character prompts."""
+    try:
+        return [decode_text(item, "prompt", MAX_PROMPT_BYTES) for item in raw.reshape(-1)]
+    except InvalidText as e:
+        raise BadRequest(str(e)) from None
 
 
 def run_batched(

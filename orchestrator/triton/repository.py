@@ -43,8 +43,9 @@ class RepositoryConfig:
     """Bytes the approximate cache may hold (latents + embeddings)."""
     cache_policy: str = "lcbfu"
     """Cache eviction policy: 'lcbfu' (least computationally beneficial and frequently used) or 'lru'."""
-    cache_thresholds: tuple[tuple[int, float], ...] = ((5, 0.65), (10, 0.75), (15, 0.85), (20, 0.90), (25, 0.95))
-    """(K, minimum similarity) pairs; NIRVANA's defaults (see docs/cache.md for the calibration)."""
+    cache_thresholds: tuple[tuple[int, float], ...] = ((5, 0.50), (10, 0.50), (15, 0.50), (20, 0.50), (25, 0.62))
+    """(K, minimum similarity) pairs, calibrated on the embedded model by `argus eval-embedded` with a
+    floor of 0.5 (docs/cache.md); NIRVANA's published defaults are 0.65/0.75/0.85/0.90/0.95."""
 
     def __post_init__(self):
         if not self.step_skip_levels or 0 not in self.step_skip_levels:

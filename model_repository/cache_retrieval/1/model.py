@@ -18,8 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 from orchestrator.cache.store import CacheConfig, CacheInputError, LatentCache
 from orchestrator.triton.backend import BadRequest, error_response, input_array
-
-MAX_TENANT_BYTES = 128
+from orchestrator.validation import MAX_TENANT_BYTES, InvalidText, decode_text
 
 
 def _ints(text):
@@ -85,18 +84,10 @@ class TritonPythonModel:
         raw = input_array(request, "TENANT", required=False)
         if raw is None:
             return [""] * n
-        out = []
-        for item in raw.reshape(-1):
-            data = item if isinstance(item, bytes) else str(item).encode()
-            if len(data) > MAX_TENANT_BYTES:
-                raise BadRequest(f"TENANT is {len(data)} bytes; the limit is {MAX_TENANT_BYTES}")
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadRequest("TENANT is not valid UTF-8") from None
-            if not text.isprintable():
-                raise BadRequest("TENANT contains control characters")
-            out.append(text)
+        try:
+            out = [decode_text(item, "TENANT", MAX_TENANT_BYTES, printable=True) for item in raw.reshape(-1)]
+        except InvalidText as e:
+            raise BadRequest(str(e)) from None
         if len(out) != n:
             raise BadRequest(f"TENANT has {len(out)} items for a batch of {n}")
         return out
