@@ -14,13 +14,12 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from orchestrator.policies import PolicyContext, PromptClasses, make_policy
 from orchestrator.predictor import QualityPredictor
 from orchestrator.profile import Profile
 from orchestrator.simulator import SimConfig, Simulator, summarize
-from orchestrator.workload import Request, load_trace, request_stream, scale_to_peak, world_prompt_stream
+from orchestrator.workload import Request, load_trace, real_prompts, request_stream, scale_to_peak, world_prompt_stream
 
 POLICY_NAMES = ("argus", "clipper-ha", "clipper-ht", "nirvana", "proteus")
 
@@ -39,6 +38,9 @@ class SimBenchConfig:
     plan_interval_s: float | None = None
     """None: 2x the k0 batch-1 latency."""
     seed: int = 0
+    prompts: str = "world"
+    """'world': the embedded world's stream (popular templates, users iterating: heavy reuse);
+    'diffusiondb': the 5,000 real DiffusionDB prompts in order, cycled (13% exact repeats)."""
     out_dir: Path | None = None
 
 
@@ -87,7 +89,7 @@ def run_sim_bench(cfg: SimBenchConfig, console=None) -> dict:
     capacity = cfg.num_workers * k0.throughput(slo_ms)
     trace = load_trace(cfg.trace, seed=cfg.seed)
     trace = scale_to_peak(trace, cfg.peak_load * capacity, cfg.duration_s, window_s=max(1.0, 2 * k0.latency_ms[1] / 1000.0))
-    prompts = world_prompt_stream(len(trace.arrivals_s), seed=cfg.seed)
+    prompts = world_prompt_stream(len(trace.arrivals_s), seed=cfg.seed) if cfg.prompts == "world" else real_prompts(cfg.prompts)
     requests = request_stream(trace, prompts, slo_ms, seed=cfg.seed)
     predictor = QualityPredictor.fit(profile.quality)
     classes = PromptClasses.fit(profile.quality.embeddings, k=8)
@@ -100,13 +102,13 @@ def run_sim_bench(cfg: SimBenchConfig, console=None) -> dict:
         rows[name] = {**summarize(recs, trace.duration_s), "sim_wall_s": time.perf_counter() - t}
     policy = make_policy("clipper-ha", PolicyContext(profile, predictor, classes, slo_ms))
     rows["oracle (offline bound)"] = oracle(profile, Simulator(profile, policy, SimConfig(cfg.num_workers)), requests, cfg.num_workers, interval)
-    result = {"trace": trace.name, "requests": len(requests), "duration_s": trace.duration_s, "workers": cfg.num_workers, "slo_ms": slo_ms,
+    result = {"trace": trace.name, "prompts": cfg.prompts, "requests": len(requests), "duration_s": trace.duration_s, "workers": cfg.num_workers, "slo_ms": slo_ms,
               "k0_capacity_rps": capacity, "profile": str(cfg.profile_path), "rows": rows}
     if cfg.out_dir:
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         (cfg.out_dir / "sim_summary.json").write_text(json.dumps(result, indent=2) + "\n")
     if console:
-        table = Table(title=f"simulated: {trace.name}, {len(requests)} requests over {trace.duration_s:.0f} s, {cfg.num_workers} workers, "
+        table = Table(title=f"simulated: {trace.name}, {cfg.prompts} prompts, {len(requests)} requests over {trace.duration_s:.0f} s, {cfg.num_workers} workers, "
                             f"SLO {slo_ms / 1000:.2f} s, k0 capacity {capacity:.2f} req/s")
         for col in ("policy", "SLO violations %", "mean rel. quality", "goodput req/s", "throughput req/s", "shed %", "sim wall s"):
             table.add_column(col, justify="right")

@@ -360,13 +360,14 @@ def bench_sim(
     workers: int = typer.Option(8),
     peak_load: float = typer.Option(1.5, help="Peak load as a multiple of the cluster's k0 capacity."),
     duration_s: Optional[float] = typer.Option(None, help="Compress the trace to this many seconds."),
+    prompts: str = typer.Option("world", help="world (heavy reuse) | diffusiondb | parti | drawbench"),
     out_dir: Optional[Path] = typer.Option(None),
 ):
     """All five policies and the offline oracle on one trace, in the discrete-event simulator."""
     from orchestrator.bench_sim import SimBenchConfig, run_sim_bench
 
     run_sim_bench(SimBenchConfig(profile_path=profile_path, trace=trace, num_workers=workers, peak_load=peak_load, duration_s=duration_s,
-                                 out_dir=out_dir), console)
+                                 prompts=prompts, out_dir=out_dir), console)
 
 
 @app.command("gpu-profile")

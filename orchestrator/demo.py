@@ -141,12 +141,14 @@ def run_orchestrated(cfg: DemoConfig, worker: str, prompts: list[str], log) -> d
             "requests": n,
             "served": len(variants),
             "errors": len(results) - len(variants),
+            "error_messages": sorted({f"{r.status()}: {r.message()}" for r in results if not isinstance(r, str)}),
             "variant_mix": {v: variants.count(v) for v in sorted(set(variants))},
             "slo_violations": m.value("argus_slo_violations_total"),
             "planned_quality": m.value("argus_planned_quality"),
             "offered_rps": rate,
         }
-        log(f"orchestrator: served {summary['served']}/{n}, variants {summary['variant_mix']}, SLO violations {summary['slo_violations']:.0f}")
+        log(f"orchestrator: served {summary['served']}/{n}, variants {summary['variant_mix']}, SLO violations {summary['slo_violations']:.0f}"
+            + (f", not served: {summary['error_messages']}" if summary["errors"] else ""))
         return summary
     finally:
         server.stop(0)

@@ -17,6 +17,9 @@ from orchestrator.profile import Profile, QualityTable
 
 EXACT_MATCH = 0.9999
 """Cache similarity at which the cached latent is the same prompt's own."""
+APPROX_CAP = 0.999
+"""An approximation is never predicted better than the full model (measured ratios above 1 are
+scorer noise); only an exact match ties k0, and then the cheaper variant wins."""
 
 
 def _features(emb: np.ndarray, sim: np.ndarray) -> np.ndarray:
@@ -51,14 +54,14 @@ class QualityPredictor:
             if self.uses_similarity[v] and s >= EXACT_MATCH:
                 out[v] = 1.0  # the same prompt: resuming its own trajectory reproduces its full-quality image
                 continue
-            out[v] = float(np.clip(_features(embedding, np.array([s])) @ w, 0.0, 1.5)[0])
+            out[v] = float(np.clip(_features(embedding, np.array([s])) @ w, 0.0, APPROX_CAP)[0])
         return out
 
     def predict_table(self, table: QualityTable, rows: np.ndarray) -> dict[str, np.ndarray]:
         out = {"k0": np.ones(len(rows))}
         for v, w in self.weights.items():
             s = table.similarity[v][rows] if self.uses_similarity[v] else np.zeros(len(rows))
-            out[v] = np.clip(_features(table.embeddings[rows], s) @ w, 0.0, 1.5)
+            out[v] = np.clip(_features(table.embeddings[rows], s) @ w, 0.0, APPROX_CAP)
         return out
 
 

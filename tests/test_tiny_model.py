@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import numpy as np
-import pytest
 import torch
 
 from tiny_model.models import TOKEN_LEN, WEIGHTS_DIR, load_components, load_tokenizer
