@@ -4,7 +4,8 @@ Virtual clock, simulated workers whose batch latencies come from the profile, a 
 every ``plan_interval_s``. Each request's prompt maps to a row of the profile's quality table
 (stable per prompt text, so reuse in the stream is reuse here); its cache availability follows
 that row's measured similarity per K, except that a prompt seen before in the stream finds its
-own latents (similarity 1, and resuming its own latent reproduces its k0 image). The policies'
+own latents (similarity 1, and resuming its own latent reproduces its k0 image). True relative
+quality is capped at 1: a measured ratio above 1 is scorer noise, not a better image. The policies'
 ``route`` and ``replan`` are the live ones; only Triton is replaced by the latency model.
 """
 
@@ -102,11 +103,11 @@ class Simulator:
                 continue
             if vp.needs_cache:
                 sims[v] = 1.0 if repeat else float(table.similarity[v][row])
-                truth[v] = 1.0 if repeat else float(table.relative_quality[v][row])
+                truth[v] = 1.0 if repeat else min(1.0, float(table.relative_quality[v][row]))
                 if sims[v] >= self.profile.thresholds[vp.k]:
                     available.add(v)
             else:
-                truth[v] = float(table.relative_quality[v][row])
+                truth[v] = min(1.0, float(table.relative_quality[v][row]))
         ctx = self.policy.ctx
         cls = ctx.classes.assign(emb)
         self.class_counts[cls] += 1
