@@ -145,3 +145,18 @@ def test_kill_during_inserts_then_restart_loads_consistently(tmp_path):
             assert got.latent[0].tobytes() == random_levels(1, 1000 + i)[0, LEVELS.index(25)].tobytes()
         log = again.log_path.read_text()
     assert "started empty" not in log
+
+
+def test_cache_warm_cli_fills_the_cache(client, triton, tmp_path):
+    import subprocess
+    import sys
+
+    prompts = ["a small red circle at the top on a gray background", "three large blue squares"]
+    path = tmp_path / "prompts.txt"
+    path.write_text("\n".join(prompts) + "\n\n")
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "cache", "warm", "--prompts", str(path), "--url", triton.config.grpc_url,
+                        "--tenant", "warm"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "inserted 2 generations" in r.stdout
+    got = cache.lookup(client, cache.encode(client, prompts), tenants=["warm", "warm"])
+    assert (got.k == 25).all() and np.allclose(got.similarity[:, -1], 1.0, atol=1e-4)
