@@ -158,3 +158,24 @@ def test_version_mismatch_starts_empty(tmp_path):
     LatentCache(CacheConfig(persist_dir=tmp_path)).insert(vec(1), latents(1))
     other = LatentCache(CacheConfig(persist_dir=tmp_path, embedding_dim=32))
     assert "expects" in other.load_error and other.stats()["items"] == 0
+
+
+def test_lookup_matches_exhaustive_per_level_search_after_evictions():
+    """The single-search lookup returns what a search of each level's own items would."""
+    item = 4 * 8 * 8 * 4 + 64 * 4
+    cache = LatentCache(CacheConfig(byte_budget=300 * item, evict_to_fraction=1.0), clock=FakeClock())
+    for i in range(100):
+        cache.insert(vec(i), latents(i))  # 500 items: evictions thin the low levels
+        if i % 7 == 0:
+            cache.fetch(cache.lookup(vec(i))[0])  # some K=5 items become popular and survive
+    assert cache.evictions > 0 and len({lv for _, lv in cache.items}) > 2
+    for q in range(200, 230):
+        query = vec(q)
+        for m in cache.lookup(query):
+            ids = [e for (e, lv) in cache.items if lv == m.level]
+            if not ids:
+                assert not m.found
+                continue
+            sims = [float((cache.embeddings[e] @ query)[0]) for e in ids]
+            assert m.entry_id == ids[int(np.argmax(sims))]
+            assert m.similarity == pytest.approx(max(sims), abs=1e-5)

@@ -28,6 +28,8 @@ import numpy as np
 
 log = logging.getLogger("argus.cache")
 SCHEMA_VERSION = 1
+ENTRY_CANDIDATES = 32
+"""Entries examined by the single search of a lookup before falling back to per-level indexes."""
 NIRVANA_THRESHOLDS = {25: 0.95, 20: 0.90, 15: 0.85, 10: 0.75, 5: 0.65}
 """NIRVANA's reported similarity thresholds per K (see docs/cache.md for ours)."""
 
@@ -105,6 +107,8 @@ class LatentCache:
         self.embeddings: dict[int, np.ndarray] = {}
         self.entry_tenant: dict[int, str] = {}
         self.indexes: dict[tuple[str, int], object] = {}
+        self.entry_indexes: dict[str, object] = {}  # tenant -> index over entries (any level)
+        self.entry_levels: dict[int, set[int]] = {}
         self.next_id = 0
         self.bytes = 0
         self.evictions = 0
@@ -181,7 +185,9 @@ class LatentCache:
         self.items.clear()
         self.embeddings.clear()
         self.entry_tenant.clear()
+        self.entry_levels.clear()
         self.indexes.clear()
+        self.entry_indexes.clear()
         self.bytes = 0
         self.next_id = 0
 
@@ -199,8 +205,13 @@ class LatentCache:
 
     def _add_memory(self, entry_id, level, tenant, emb, latent, hits, last) -> None:
         self.items[(entry_id, level)] = Item(entry_id, level, tenant, latent, hits, last)
+        if entry_id not in self.embeddings:
+            if tenant not in self.entry_indexes:
+                self.entry_indexes[tenant] = self._faiss.IndexIDMap2(self._faiss.IndexFlatIP(self.cfg.embedding_dim))
+            self.entry_indexes[tenant].add_with_ids(emb, np.array([entry_id], dtype=np.int64))
         self.embeddings[entry_id] = emb
         self.entry_tenant[entry_id] = tenant
+        self.entry_levels.setdefault(entry_id, set()).add(level)
         self._index(tenant, level).add_with_ids(emb, np.array([entry_id], dtype=np.int64))
         self.bytes += self.item_bytes
 
@@ -246,10 +257,26 @@ class LatentCache:
         return _Tx()
 
     def lookup(self, embedding: np.ndarray, tenant: str = "") -> list[Match]:
-        """The most similar cached item at every configured level (same tenant only)."""
+        """The most similar cached item at every configured level (same tenant only).
+
+        One search over the tenant's entries (top ENTRY_CANDIDATES) answers every level whose best
+        item is among them; only a level thinned by eviction falls back to its own index."""
         emb = _normalise(embedding, self.cfg.embedding_dim)
+        found: dict[int, Match] = {}
+        entries = self.entry_indexes.get(tenant)
+        if entries is not None and entries.ntotal:
+            sims, ids = entries.search(emb, min(ENTRY_CANDIDATES, entries.ntotal))
+            for sim, entry_id in zip(sims[0], ids[0]):
+                for level in self.entry_levels.get(int(entry_id), ()):
+                    if level not in found:
+                        found[level] = Match(level, int(entry_id), float(sim))
+                if len(found) == len(self.cfg.levels):
+                    break
         out = []
         for level in sorted(self.cfg.levels):
+            if level in found:
+                out.append(found[level])
+                continue
             index = self.indexes.get((tenant, level))
             if index is None or index.ntotal == 0:
                 out.append(Match(level, -1, -1.0))
@@ -325,13 +352,17 @@ class LatentCache:
         for entry_id, level in keys:
             item = self.items.pop((entry_id, level))
             by_index.setdefault((item.tenant, level), []).append(entry_id)
+            self.entry_levels[entry_id].discard(level)
             self.bytes -= self.item_bytes
         for (tenant, level), ids in by_index.items():
             self.indexes[(tenant, level)].remove_ids(np.array(ids, dtype=np.int64))
-        live = {e for e, _ in self.items}
-        for entry_id in [e for e in self.embeddings if e not in live]:
-            del self.embeddings[entry_id]
-            del self.entry_tenant[entry_id]
+        gone: dict[str, list[int]] = {}
+        for entry_id in {e for e, _ in keys}:
+            if not self.entry_levels[entry_id]:
+                gone.setdefault(self.entry_tenant[entry_id], []).append(entry_id)
+                del self.embeddings[entry_id], self.entry_tenant[entry_id], self.entry_levels[entry_id]
+        for tenant, ids in gone.items():
+            self.entry_indexes[tenant].remove_ids(np.array(ids, dtype=np.int64))
         self.evictions += len(keys)
 
     # -------------------------------------------------------------------------------- stats
