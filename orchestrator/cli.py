@@ -307,6 +307,7 @@ def serve(
     profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"),
     port: int = typer.Option(18500),
     metrics_port: int = typer.Option(18502),
+    address: str = typer.Option("127.0.0.1", help="Bind address of the front door and its metrics (loopback unless told otherwise)."),
     slo_ms: float = typer.Option(5000.0, help="Default SLO for requests that send none."),
     auth_token: Optional[str] = typer.Option(None, envvar="ARGUS_AUTH_TOKEN", help="Require 'authorization: Bearer <token>'."),
 ):
@@ -327,10 +328,10 @@ def serve(
             base = 18600 + 10 * i
             servers.append(TritonServer(TritonConfig(http_port=base, grpc_port=base + 1, metrics_port=base + 2, load_models=tuple(models_to_load(repo)))).start())
             endpoints.append(servers[-1].config.grpc_url)
-    cfg = FrontDoorConfig(workers=endpoints, profile_path=profile_path, policy=policy, port=port, metrics_port=metrics_port,
+    cfg = FrontDoorConfig(workers=endpoints, profile_path=profile_path, policy=policy, address=address, port=port, metrics_port=metrics_port,
                           default_slo_ms=slo_ms, auth_token=auth_token)
     server, engine = serve_frontdoor(cfg)
-    console.print(f"front door on 127.0.0.1:{port} (policy {policy}, workers {endpoints}); metrics on :{metrics_port}")
+    console.print(f"front door on {address}:{port} (policy {policy}, workers {endpoints}); metrics on :{metrics_port}")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: done.set())
     signal.signal(signal.SIGINT, lambda *a: done.set())

@@ -60,6 +60,9 @@ class FrontDoorConfig:
     auth_token: str | None = None
     """Bearer token required in the 'authorization' metadata; None disables auth (explicitly)."""
     request_timeout_s: float = 120.0
+    max_instances: int = 2
+    """Denoiser instances for the variants carrying most of a worker's planned traffic (set through
+    Triton's model-control API); 0 leaves instance counts alone."""
 
 
 class BadInput(ValueError):
@@ -157,6 +160,9 @@ class Metrics:
                                            buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0, 1.1), registry=r)
         self.demand = Gauge("argus_forecast_rps", "Forecast arrival rate", registry=r)
         self.planned_quality = Gauge("argus_planned_quality", "Expected relative quality of the current plan", registry=r)
+        self.instances = Gauge("argus_denoiser_instances", "Denoiser instances set on each worker", ["worker", "model"], registry=r)
+        self.instance_changes = Counter("argus_instance_changes_total", "Instance-count overrides applied through Triton model control",
+                                        ["model", "count"], registry=r)
 
     def value(self, name: str, labels: dict | None = None) -> float:
         v = self.registry.get_sample_value(name, labels or {})
@@ -294,6 +300,8 @@ class Engine:
                 continue
             self.metrics.planned_quality.set(plan.expected_quality)
             self._apply(plan)
+            if self.cfg.max_instances:
+                self._apply_instances(plan, mix)
 
     def _apply(self, plan) -> None:
         """Assign model families to workers (every worker has every model loaded here, so this
@@ -304,6 +312,25 @@ class Engine:
                 log.info("plan applied: %s", new)
             for w, fam in zip(self.state.workers, new):
                 w.family = fam
+
+    def _apply_instances(self, plan, mix: np.ndarray) -> None:
+        """Instance counts per worker through Triton's model control (full-config override)."""
+        from orchestrator.triton.control import desired_instances, set_instance_count
+
+        if plan.fractions.shape[0] != len(mix):  # a prompt-agnostic plan has one class
+            mix = np.ones(plan.fractions.shape[0]) / plan.fractions.shape[0]
+        with self.lock:
+            families = {w.name: w.family for w in self.state.workers}
+        for worker, family in families.items():
+            client = self.clients[worker]
+            for model, count in desired_instances(family, plan.variants, plan.fractions, mix, self.cfg.max_instances).items():
+                try:
+                    if client.is_model_ready(model) and set_instance_count(client, model, count):
+                        log.info("worker %s: %s -> %d instances", worker, model, count)
+                        self.metrics.instance_changes.labels(model=model, count=str(count)).inc()
+                    self.metrics.instances.labels(worker=worker, model=model).set(count)
+                except Exception as e:  # noqa: BLE001 - a failed override keeps the old instances serving
+                    log.warning("worker %s: cannot set %s to %d instances: %s", worker, model, count, e)
 
     def close(self):
         self.stop.set()

@@ -150,12 +150,23 @@ def test_argus_approximates_under_overload_and_recovers(argus):
     approximated = sum(engine.metrics.value("argus_variant_total", {"variant": v}) for v in engine.policy.variants if v != "k0")
     assert approximated > approximated_before, "under 3x the k0 capacity argus must approximate"
     assert engine.metrics.value("argus_planned_quality") < 1.0
+    # The plan reached Triton: the denoisers' instance counts follow it (model-control API).
+    from orchestrator.triton.control import instance_count
+
+    tc = engine.clients[engine.cfg.workers[0]]
+    raised = [v for v in engine.policy.variants if v != "k0"
+              and engine.metrics.value("argus_instance_changes_total", {"model": f"denoiser_{v}", "count": str(engine.cfg.max_instances)}) > 0]
+    assert raised, "under overload an approximate variant's denoiser must get more instances"
     # Load drops to a trickle: the plan returns to full quality and requests get k0 again.
     deadline = time.monotonic() + 30
     while engine.metrics.value("argus_planned_quality") < 0.999 and time.monotonic() < deadline:
         client.infer("t2i", t2i_inputs(prompts[0]))
         time.sleep(0.5)
     assert engine.metrics.value("argus_planned_quality") >= 0.999
+    deadline = time.monotonic() + 30  # full quality planned: k0 gets the instances again
+    while instance_count(tc, "denoiser_k0") != engine.cfg.max_instances and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert instance_count(tc, "denoiser_k0") == engine.cfg.max_instances
     # A new prompt gets full quality again (a repeated one may take its own cached latent:
     # an exact match is the same image at less cost).
     res = client.infer("t2i", t2i_inputs("a large purple square at the bottom on a white background"))

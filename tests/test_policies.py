@@ -135,3 +135,13 @@ def test_proteus_is_prompt_agnostic():
     assert set(p.variants) == {"k0", "fast"}
     plan = p.replan(demand_rps=5.0, class_mix=np.full(4, 0.25), num_workers=2, previous=None)
     assert plan.fractions.shape[0] == 1
+
+
+def test_desired_instances_follow_the_plan():
+    from orchestrator.triton.control import desired_instances
+
+    variants = ["k0", "k10", "k25", "fast"]
+    fr = np.array([[0.2, 0.1, 0.7, 0.0], [0.0, 0.0, 0.5, 0.5]])
+    base = desired_instances("base", variants, fr, np.array([0.5, 0.5]))
+    assert base == {"denoiser_k0": 1, "denoiser_k10": 1, "denoiser_k25": 2}
+    assert desired_instances("fast", variants, fr, np.array([0.5, 0.5])) == {"denoiser_fast": 2}
