@@ -60,6 +60,9 @@ class FrontDoorConfig:
     auth_token: str | None = None
     """Bearer token required in the 'authorization' metadata; None disables auth (explicitly)."""
     request_timeout_s: float = 120.0
+    score_quality: bool = True
+    """Score every returned image with the quality scorer (the tiny CLIP; ~ms on CPU) for the
+    measured-quality metric beside the predicted one."""
     max_instances: int = 2
     """Denoiser instances for the variants carrying most of a worker's planned traffic (set through
     Triton's model-control API); 0 leaves instance counts alone."""
@@ -158,6 +161,8 @@ class Metrics:
         self.latency = Histogram("argus_latency_seconds", "End-to-end latency", buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32), registry=r)
         self.predicted_quality = Histogram("argus_predicted_quality", "Predicted relative quality of served requests",
                                            buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0, 1.1), registry=r)
+        self.measured_clip = Histogram("argus_measured_clip_score", "CLIP score of returned images by variant", ["variant"],
+                                       buckets=(10, 20, 30, 40, 50, 60, 70, 80, 90), registry=r)
         self.demand = Gauge("argus_forecast_rps", "Forecast arrival rate", registry=r)
         self.planned_quality = Gauge("argus_planned_quality", "Expected relative quality of the current plan", registry=r)
         self.instances = Gauge("argus_denoiser_instances", "Denoiser instances set on each worker", ["worker", "model"], registry=r)
@@ -192,6 +197,12 @@ class Engine:
         self.forecaster = HoltForecaster()
         self.arrivals = 0
         self.stop = threading.Event()
+        self.scorer = None
+        if cfg.score_quality:
+            from tiny_model.quality import QualityScorer
+
+            self.scorer = QualityScorer()
+            self.scorer_lock = threading.Lock()
         self._planner = threading.Thread(target=self._plan_loop, daemon=True)
         self._planner.start()
 
@@ -253,7 +264,8 @@ class Engine:
                                               levels=variant != "fast")
         return images, levels, decision
 
-    def record(self, adm: Admitted, decision: Decision, emb: np.ndarray, levels: np.ndarray | None, ok: bool) -> None:
+    def record(self, adm: Admitted, decision: Decision, emb: np.ndarray, levels: np.ndarray | None, ok: bool,
+               images: np.ndarray | None = None) -> None:
         with self.lock:
             self.in_flight -= 1
             if decision.worker is not None:
@@ -274,6 +286,10 @@ class Engine:
         self.metrics.predicted_quality.observe(decision.predicted_quality)
         if latency * 1000 > adm.slo_ms:
             self.metrics.slo_violations.inc()
+        if self.scorer is not None and images is not None:
+            with self.scorer_lock:  # a few ms before the answer goes out; the latency metric above excludes it
+                score = float(self.scorer.clip_score(images, [adm.prompt])[0])
+            self.metrics.measured_clip.labels(variant=decision.variant).observe(score)
 
     # ---------------------------------------------------------------- planning
     def _plan_loop(self):
@@ -396,7 +412,7 @@ class T2IServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             eng.metrics.requests.labels(outcome="rejected").inc()
             context.set_trailing_metadata((("retry-after-ms", "1000"),))
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
-        decision, emb, levels, failure = Decision(None, None, "not decided"), None, None, None
+        decision, emb, levels, failure, images = Decision(None, None, "not decided"), None, None, None, None
         try:
             feats, emb, _ = eng.featurize(adm)
             decision = eng.decide(feats)
@@ -405,7 +421,7 @@ class T2IServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except Exception as e:  # noqa: BLE001 - a worker failure is this request's error, not the server's
             failure = e
         finally:
-            eng.record(adm, decision, emb, levels, ok=failure is None and decision.variant is not None)
+            eng.record(adm, decision, emb, levels, ok=failure is None and decision.variant is not None, images=images)
         if failure is not None:
             eng.metrics.requests.labels(outcome="error").inc()
             context.abort(grpc.StatusCode.UNAVAILABLE, f"worker failed: {type(failure).__name__}: {failure}")

@@ -69,6 +69,9 @@ def test_tritonclient_gets_an_image_and_the_decision(argus):
     params = res.get_response(as_json=True)["parameters"]
     assert params["variant"]["string_param"] in {"k0", "k5", "k10", "k15", "k20", "k25", "fast"}
     assert float(params["predicted_quality"]["string_param"]) > 0
+    engine, _ = argus
+    variant = params["variant"]["string_param"]
+    assert engine.metrics.value("argus_measured_clip_score_count", {"variant": variant}) >= 1  # measured beside predicted
 
 
 @pytest.mark.parametrize(

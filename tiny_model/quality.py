@@ -22,7 +22,7 @@ class QualityScorer:
     @torch.inference_mode()
     def image_features(self, images: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> unit-norm CLIP image embeddings (N, P)."""
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1  # a copy: inputs may be read-only
         return torch.nn.functional.normalize(self.clip.get_image_features(pixel_values=x).pooler_output, dim=-1)
 
     @torch.inference_mode()
