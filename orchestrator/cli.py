@@ -198,6 +198,22 @@ def eval_embedded(out_dir: Path = typer.Option(Path("docs"), help="Where embedde
     console.print(f"wrote {out_dir}/embedded_model.md ({results['wall_s']:.0f} s)")
 
 
+@app.command("eval-predictor")
+def eval_predictor(profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"), splits: int = typer.Option(5)):
+    """Held-out error of the quality predictor vs predicting each variant's mean, and oracle-pick agreement."""
+    import numpy as np
+
+    from orchestrator.predictor import evaluate_predictor
+    from orchestrator.profile import Profile
+
+    prof = Profile.load(profile_path)
+    runs = [evaluate_predictor(prof, seed=s) for s in range(splits)]
+    ratio = np.mean([np.mean([r["mae"][v] / r["mae_of_mean_baseline"][v] for v in r["mae"]]) for r in runs])
+    console.print(f"{splits} random 75/25 splits of {len(prof.quality.prompts)} prompts: held-out MAE / MAE of the mean = {ratio:.3f}; "
+                  f"oracle-pick agreement {np.mean([r['oracle_agreement'] for r in runs]):.1%}; "
+                  f"mean quality regret {np.mean([r['mean_quality_regret'] for r in runs]):.3f}")
+
+
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("runs/demo")), grpc_port: int = typer.Option(18201)):
     """The main job: start Triton, serve a short workload at every variant, score it, write a report."""
