@@ -44,8 +44,7 @@ def run_orchestrator_bench(profile_path: Path, requests: int = 5000, console=Non
             t = time.perf_counter()
             emb = table.embeddings[row]
             sims = {v: float(s[row]) for v, s in table.similarity.items()}
-            available = frozenset({"k0", "fast"} | {v for v, s in sims.items() if s >= profile.thresholds[profile.variants[v].k]})
-            feats = RequestFeatures(f"r{i}", 0.0, slo / 1000, classes.assign(emb), predictor.predict(emb, sims), available)
+            feats = RequestFeatures(f"r{i}", 0.0, slo / 1000, classes.assign(emb), predictor.predict(emb, sims), profile.available_variants(sims))
             d = policy.route(feats, state, 0.0)
             state.apply(feats, d, policy.variants)
             lat.append(time.perf_counter() - t)

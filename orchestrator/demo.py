@@ -19,12 +19,12 @@ import tritonclient.grpc as grpcclient
 from PIL import Image
 
 from orchestrator.cache import client as cache_client
-from orchestrator.triton.client import generate_with_levels
+from orchestrator.triton.client import generate_with_levels, infer_input
 from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, variant_k, write_repository
 from orchestrator.triton.server import PROJECT_ROOT, TritonConfig, TritonServer
+from orchestrator.workload import SHARED, real_prompts
 from tiny_model.world import sample_scene
 
-SHARED_PROMPTS = PROJECT_ROOT.parent / "shared" / "data" / "prompts"
 
 
 @dataclasses.dataclass
@@ -59,20 +59,11 @@ def workload(cfg: DemoConfig) -> tuple[list[str], list[str]]:
     prompts = [sample_scene(rng, "simple").caption() for _ in range(cfg.num_simple)]
     prompts += [sample_scene(rng, "hard" if i % 3 else "counting").caption() for i in range(cfg.num_hard)]
     kinds = ["simple"] * cfg.num_simple + ["hard"] * cfg.num_hard
-    path = SHARED_PROMPTS / "drawbench.csv"
-    if cfg.num_real and path.exists():
-        import csv
-
-        rows = [r["Prompt"] for r in csv.DictReader(path.open(encoding="utf-8")) if r.get("Prompt", "").strip()]
-        prompts += rows[: cfg.num_real]
-        kinds += ["real"] * min(cfg.num_real, len(rows))
+    if cfg.num_real and (SHARED / "prompts" / "drawbench.csv").exists():
+        rows = real_prompts("drawbench")[: cfg.num_real]
+        prompts += rows
+        kinds += ["real"] * len(rows)
     return prompts, kinds
-
-
-def pooled_embeddings(client, prompts: list[str]) -> np.ndarray:
-    """The text_encoder's pooled embeddings, unit-normalised (what the cache searches on)."""
-    emb = cache_client.encode(client, prompts)
-    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
 
 
 def nearest_other(emb: np.ndarray) -> np.ndarray:
@@ -128,10 +119,7 @@ def run_orchestrated(cfg: DemoConfig, worker: str, prompts: list[str], log) -> d
         t0 = time.monotonic()
         for i in range(n):
             time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
-            p = np.array([prompts[i % len(prompts)].encode()], dtype=np.object_)
-            inp = grpcclient.InferInput("PROMPT", [1], "BYTES")
-            inp.set_data_from_numpy(p)
-            client.async_infer("t2i", [inp], cb)
+            client.async_infer("t2i", [infer_input("PROMPT", np.array([prompts[i % len(prompts)].encode()], dtype=np.object_), "BYTES")], cb)
         deadline = time.monotonic() + 300
         while len(results) < n and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -169,7 +157,7 @@ def run_demo(cfg: DemoConfig, repo_cfg: RepositoryConfig = RepositoryConfig(), c
     with TritonServer(tcfg) as server:
         log(f"ready in {time.perf_counter() - t0:.1f}s; gRPC {server.config.grpc_url}; log {server.log_path}")
         client = grpcclient.InferenceServerClient(server.config.grpc_url)
-        emb = pooled_embeddings(client, prompts)
+        emb = cache_client.encode(client, prompts)
         source = nearest_other(emb)
         images, levels, lat = run_variant(client, "k0", prompts, seeds, cfg.batch_size, None, levels=True)
         runs["k0"] = VariantRun("k0", images, lat, [-1] * len(prompts))

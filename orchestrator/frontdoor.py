@@ -35,7 +35,7 @@ from orchestrator.forecast import HoltForecaster
 from orchestrator.policies import Policy, PolicyContext, PromptClasses, make_policy
 from orchestrator.predictor import QualityPredictor
 from orchestrator.profile import Profile
-from orchestrator.router import ClusterState, Decision, RequestFeatures, WorkerState, assign_families, service_s
+from orchestrator.router import ClusterState, Decision, RequestFeatures, WorkerState, assign_families
 from orchestrator.triton.client import generate_with_levels
 from orchestrator.validation import MAX_PROMPT_BYTES, MAX_TENANT_BYTES, InvalidText, decode_text
 
@@ -186,10 +186,7 @@ class Engine:
         self.predictor, self.classes = predictor, classes
         self.clients = {w: grpcclient.InferenceServerClient(w) for w in cfg.workers}
         self.cache_worker = cfg.workers[0]
-        families = self.policy.initial_families(len(cfg.workers))
-        names = list(cfg.workers)
-        fam_list = [f for f, n in families.items() for _ in range(n)]
-        self.state = ClusterState([WorkerState(w, f) for w, f in zip(names, fam_list)],
+        self.state = ClusterState([WorkerState(w, f) for w, f in zip(cfg.workers, self.policy.initial_families(len(cfg.workers)))],
                                   np.zeros((len(classes), len(self.policy.variants))))
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -220,31 +217,20 @@ class Engine:
     def featurize(self, adm: Admitted) -> tuple[RequestFeatures, np.ndarray, dict[str, float]]:
         client = self.clients[self.cache_worker]
         emb = cache_client.encode(client, [adm.prompt])[0]
-        emb = emb / (np.linalg.norm(emb) + 1e-12)
         tenants = None if adm.tenant is None else [adm.tenant]
         sims: dict[str, float] = {}
-        available = {"k0", "fast"}
         if any(self.profile.variants[v].needs_cache for v in self.policy.variants):
             got = cache_client.lookup(client, emb[None], tenants=tenants)
-            cached = [k for k in sorted(self.profile.thresholds)]
-            for j, k in enumerate(cached):
-                s = float(got.similarity[0, j])
-                sims[f"k{k}"] = s
-                if got.entry_ids[0, j] >= 0 and s >= self.profile.thresholds[k]:
-                    available.add(f"k{k}")
+            sims = {f"k{k}": float(s) for k, s in zip(sorted(self.profile.thresholds), got.similarity[0])}
         pred = self.predictor.predict(emb, sims)
         feats = RequestFeatures(adm.request_id, adm.arrival_s, adm.arrival_s + adm.slo_ms / 1000.0, self.classes.assign(emb), pred,
-                                frozenset(v for v in available if v in self.profile.variants))
+                                self.profile.available_variants(sims))
         return feats, emb, sims
 
     def decide(self, feats: RequestFeatures) -> Decision:
         with self.lock:
             decision = self.policy.route(feats, self.state, time.monotonic())
-            if decision.variant is not None:
-                self.state.apply(feats, decision, self.policy.variants)
-                w = next(w for w in self.state.workers if w.name == decision.worker)
-                decision = dataclasses.replace(decision, booked_s=service_s(self.profile, decision.variant))
-                w.backlog_s += decision.booked_s
+            self.state.apply(feats, decision, self.policy.variants)
         return decision
 
     def execute(self, adm: Admitted, decision: Decision, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, Decision]:
@@ -269,9 +255,7 @@ class Engine:
         with self.lock:
             self.in_flight -= 1
             if decision.worker is not None:
-                w = next(w for w in self.state.workers if w.name == decision.worker)
-                w.backlog_s = max(0.0, w.backlog_s - decision.booked_s)
-                self.metrics.backlog.labels(worker=w.name).set(w.backlog_s)
+                self.metrics.backlog.labels(worker=decision.worker).set(self.state.release(decision))
         self.metrics.in_flight.dec()
         if not ok:
             return

@@ -77,10 +77,10 @@ class Policy:
     def replan(self, demand_rps: float, class_mix: np.ndarray, num_workers: int, previous: dict[str, int] | None) -> Plan | None:
         return None
 
-    def initial_families(self, num_workers: int) -> dict[str, int]:
-        """Workers per model family before any plan."""
+    def initial_families(self, num_workers: int) -> list[str]:
+        """The model family of each worker before any plan."""
         fams = {family_of(v) for v in self.variants}
-        return {"base": num_workers} if "base" in fams else {"fast": num_workers}
+        return ["base" if "base" in fams else "fast"] * num_workers
 
     def route(self, req: RequestFeatures, state: ClusterState, now_s: float) -> Decision:
         raise NotImplementedError

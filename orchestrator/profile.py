@@ -61,6 +61,13 @@ class Profile:
     source: str = ""
     """Where the numbers come from (measured command, or cited figures)."""
 
+    def available_variants(self, similarity: dict[str, float]) -> frozenset[str]:
+        """Variants servable for a prompt: those needing no cache, and each K variant whose best
+        cached similarity (-1 when nothing is cached) clears K's threshold."""
+        return frozenset(
+            v for v, vp in self.variants.items() if not vp.needs_cache or similarity.get(v, -1.0) >= self.thresholds[vp.k]
+        )
+
     @property
     def best_variant(self) -> str:
         return "k0"

@@ -47,12 +47,23 @@ class ClusterState:
         if self.price is None:
             self.price = np.zeros(self.served.shape[0])
 
+    def worker(self, name: str) -> WorkerState:
+        return next(w for w in self.workers if w.name == name)
+
     def apply(self, req: RequestFeatures, decision: Decision, variants: list[str]) -> None:
-        """Book a decision: the class's served count and its price move (the caller holds any lock)."""
+        """Book a decision: the class's served count and price move, its work joins the worker's
+        backlog (the caller holds any lock)."""
         if decision.variant is None:
             return
         self.served[req.prompt_class, variants.index(decision.variant)] += 1
         self.price[req.prompt_class] = max(0.0, self.price[req.prompt_class] + decision.price_delta)
+        self.worker(decision.worker).backlog_s += decision.booked_s
+
+    def release(self, decision: Decision) -> float:
+        """The booked work of a finished (or failed) request leaves its worker's backlog; returns the backlog."""
+        w = self.worker(decision.worker)
+        w.backlog_s = max(0.0, w.backlog_s - decision.booked_s)
+        return w.backlog_s
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +108,7 @@ def route_fixed(req: RequestFeatures, state: ClusterState, profile: Profile, var
         return Decision(None, None, f"no healthy worker serves {variant}")
     if shed_late and now_s + eta > req.deadline_s:
         return Decision(None, None, f"{variant} cannot meet the deadline ({eta:.3f}s needed)")
-    return Decision(variant, w.name, "fixed", req.predicted_quality.get(variant, 0.0), eta)
+    return Decision(variant, w.name, "fixed", req.predicted_quality.get(variant, 0.0), eta, booked_s=service_s(profile, variant))
 
 
 PRICE_STEP = 0.05
@@ -148,7 +159,8 @@ def route_planned(
         v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"
-        return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), eta, price_delta=PRICE_STEP * (cost[v] - budget))
+        return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), eta, booked_s=service_s(profile, v),
+                        price_delta=PRICE_STEP * (cost[v] - budget))
     planned = [f for f in feasible if target.get(f[0], 0.0) > 0]
     if planned:
         v, _, w, eta = max(planned, key=lambda f: target.get(f[0], 0.0) - row[f[1]] / total)
@@ -156,7 +168,7 @@ def route_planned(
     else:
         v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0), -f[3]))
         reason = "redirect: planned variants saturated"
-    return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), eta)
+    return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), eta, booked_s=service_s(profile, v))
 
 
 def assign_families(current: list[str], wanted_counts: dict[str, int]) -> list[str]:

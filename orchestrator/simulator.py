@@ -21,7 +21,7 @@ import numpy as np
 from orchestrator.forecast import HoltForecaster
 from orchestrator.policies import Policy
 from orchestrator.profile import Profile
-from orchestrator.router import ClusterState, RequestFeatures, WorkerState, assign_families, family_of, service_s
+from orchestrator.router import ClusterState, RequestFeatures, WorkerState, assign_families, family_of
 from orchestrator.workload import Request
 
 
@@ -71,9 +71,7 @@ def summarize(records: list[Record], duration_s: float) -> dict:
 class Simulator:
     def __init__(self, profile: Profile, policy: Policy, cfg: SimConfig):
         self.profile, self.policy, self.cfg = profile, policy, cfg
-        fams = policy.initial_families(cfg.num_workers)
-        labels = [f for f, n in fams.items() for _ in range(n)]
-        self.workers = [SimWorker(WorkerState(f"w{i}", labels[i])) for i in range(cfg.num_workers)]
+        self.workers = [SimWorker(WorkerState(f"w{i}", fam)) for i, fam in enumerate(policy.initial_families(cfg.num_workers))]
         self.state = ClusterState([w.state for w in self.workers], np.zeros((len(policy.ctx.classes), len(policy.variants))))
         self.events: list = []
         self.seq = 0
@@ -97,22 +95,20 @@ class Simulator:
         repeat = req.prompt in self.seen
         self.seen.add(req.prompt)
         emb = table.embeddings[row]
-        sims, truth, available = {}, {"k0": 1.0}, {"k0", "fast"}
+        sims, truth = {}, {"k0": 1.0}
         for v, vp in self.profile.variants.items():
             if v == "k0":
                 continue
             if vp.needs_cache:
                 sims[v] = 1.0 if repeat else float(table.similarity[v][row])
                 truth[v] = 1.0 if repeat else min(1.0, float(table.relative_quality[v][row]))
-                if sims[v] >= self.profile.thresholds[vp.k]:
-                    available.add(v)
             else:
                 truth[v] = min(1.0, float(table.relative_quality[v][row]))
         ctx = self.policy.ctx
         cls = ctx.classes.assign(emb)
         self.class_counts[cls] += 1
         feats = RequestFeatures(req.request_id, req.arrival_s, req.arrival_s + req.slo_ms / 1000.0, cls, ctx.predictor.predict(emb, sims),
-                                frozenset(v for v in available if v in self.profile.variants))
+                                self.profile.available_variants(sims))
         return feats, truth
 
     def run(self, requests: list[Request]) -> list[Record]:
@@ -148,9 +144,7 @@ class Simulator:
             return
         self.state.apply(feats, d, self.policy.variants)
         w = next(w for w in self.workers if w.state.name == d.worker)
-        booked = service_s(self.profile, d.variant)
-        w.state.backlog_s += booked
-        w.queue.append((req.request_id, d.variant, booked))
+        w.queue.append((req.request_id, d))
         if w.busy_until <= now:
             self._start(now, w)
 
@@ -160,10 +154,10 @@ class Simulator:
         if now < w.available_at:  # loading another model family
             self._push(w.available_at, "ready", w)
             return
-        variant = w.queue[0][1]
+        variant = w.queue[0][1].variant
         batch = []
         for item in list(w.queue):
-            if item[1] == variant and len(batch) < self.cfg.max_batch:
+            if item[1].variant == variant and len(batch) < self.cfg.max_batch:
                 batch.append(item)
         for item in batch:
             w.queue.remove(item)
@@ -176,11 +170,11 @@ class Simulator:
 
     def _done(self, now: float, payload, truths) -> None:
         w, batch = payload
-        for rid, variant, booked in batch:
+        for rid, decision in batch:
             rec = self.records[rid]
             rec.finish_s = now
-            rec.quality = truths[rid][variant]
-            w.state.backlog_s = max(0.0, w.state.backlog_s - booked)
+            rec.quality = truths[rid][decision.variant]
+            self.state.release(decision)
         self._start(now, w)
 
     def _replan(self, now: float) -> None:

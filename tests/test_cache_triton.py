@@ -15,7 +15,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from orchestrator.cache import client as cache
-from orchestrator.triton.client import generate_with_levels
+from orchestrator.triton.client import generate_with_levels, infer_input
 from orchestrator.triton.repository import RepositoryConfig, write_repository
 from orchestrator.triton.server import TritonServer
 from tests.conftest import triton_config
@@ -70,7 +70,7 @@ def test_bad_inputs_get_invalid_argument(client, triton, case, message):
     emb = vec(3)[None]
     with pytest.raises(InferenceServerException) as err:
         if case == "wrong_dim":
-            infer([cache._input("TEXT_EMBEDS", np.ones((1, 32), np.float32), "FP32")])
+            infer([infer_input("TEXT_EMBEDS", np.ones((1, 32), np.float32), "FP32")])
         elif case == "nan":
             cache.lookup(client, np.full((1, 64), np.nan, np.float32))
         elif case == "unknown_k":

@@ -108,6 +108,7 @@ def test_argus_serves_full_quality_at_low_load_and_approximates_under_load():
         req = request(cls=0, quality=robust if kind == "robust" else fragile)
         d = p.route(req, st, 0.0)
         st.apply(req, d, p.variants)
+        st.release(d)  # each request finishes before the next arrives
         picks[kind].append(d.variant)
     tail = {k: v[-50:] for k, v in picks.items()}
     assert sum(v != "k0" for v in tail["robust"]) > 25  # robust prompts take the approximations
@@ -135,6 +136,16 @@ def test_proteus_is_prompt_agnostic():
     assert set(p.variants) == {"k0", "fast"}
     plan = p.replan(demand_rps=5.0, class_mix=np.full(4, 0.25), num_workers=2, previous=None)
     assert plan.fractions.shape[0] == 1
+
+
+def test_booking_and_release_move_the_worker_backlog():
+    p = make_policy("clipper-ha", ctx())
+    st = state()
+    req = request()
+    d = p.route(req, st, 0.0)
+    st.apply(req, d, p.variants)
+    assert st.worker(d.worker).backlog_s == pytest.approx(1.0) and st.served[0, p.variants.index("k0")] == 1
+    assert st.release(d) == 0.0
 
 
 def test_desired_instances_follow_the_plan():

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from orchestrator.triton.client import generate, generate_with_levels, t2i_inputs
+from orchestrator.triton.client import generate, generate_with_levels, infer_input, t2i_inputs
 from orchestrator.triton.repository import RepositoryConfig, ensemble_name
 
 pytestmark = pytest.mark.triton
@@ -77,12 +76,13 @@ def test_fast_variant_uses_the_fast_unet(client):
 def test_generic_denoiser_groups_by_k(client):
     hidden = np.zeros((1, 24, 64), np.float32)
     pooled = np.zeros((1, 64), np.float32)
-    inputs = []
-    for name, arr in (("ENCODER_HIDDEN_STATES", hidden), ("TEXT_EMBEDS", pooled), ("SEED", np.zeros((1, 1), np.int64)),
-                      ("LATENT", np.zeros((1, 4, 8, 8), np.float32)), ("STEP_SKIP_K", np.array([[45]], np.int32))):
-        inp = grpcclient.InferInput(name, list(arr.shape), {"float32": "FP32", "int64": "INT64", "int32": "INT32"}[str(arr.dtype)])
-        inp.set_data_from_numpy(arr)
-        inputs.append(inp)
+    inputs = [
+        infer_input("ENCODER_HIDDEN_STATES", hidden, "FP32"),
+        infer_input("TEXT_EMBEDS", pooled, "FP32"),
+        infer_input("SEED", np.zeros((1, 1), np.int64), "INT64"),
+        infer_input("LATENT", np.zeros((1, 4, 8, 8), np.float32), "FP32"),
+        infer_input("STEP_SKIP_K", np.array([[45]], np.int32), "INT32"),
+    ]
     before = unet_executions(client)
     out = client.infer("denoiser", inputs).as_numpy("LATENT_OUT")
     assert out.shape == (1, 4, 8, 8)
@@ -102,13 +102,9 @@ def test_bad_input_gets_clear_error_and_server_stays_up(client, triton, case):
     elif case == "prompt_100kb":
         inputs = t2i_inputs(["a" * 100_000], [0])
     elif case == "invalid_utf8":
-        inp = grpcclient.InferInput("PROMPT", [1, 1], "BYTES")
-        inp.set_data_from_numpy(np.array([b"\xff\xfe red"], dtype=np.object_).reshape(1, 1))
-        inputs = [inp, t2i_inputs(["x"], [0])[1]]
+        inputs = [infer_input("PROMPT", np.array([b"\xff\xfe red"], dtype=np.object_).reshape(1, 1), "BYTES"), t2i_inputs(["x"], [0])[1]]
     elif case == "wrong_dtype":
-        seed = grpcclient.InferInput("SEED", [1, 1], "FP32")
-        seed.set_data_from_numpy(np.zeros((1, 1), np.float32))
-        inputs = [t2i_inputs(["a red circle"], [0])[0], seed]
+        inputs = [t2i_inputs(["a red circle"], [0])[0], infer_input("SEED", np.zeros((1, 1), np.float32), "FP32")]
     elif case == "k_without_latent":
         model, inputs = "t2i_k10", t2i_inputs(["a red circle"], [0])
     elif case == "nan_latent":

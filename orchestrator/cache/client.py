@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import tritonclient.grpc as grpcclient
+from orchestrator.triton.client import infer_input
 
 MODEL = "cache_retrieval"
 
@@ -18,16 +18,10 @@ class Retrieval:
     k: np.ndarray  # (N,) the level of ``latent``; 0 = miss
 
 
-def _input(name: str, arr: np.ndarray, dtype: str) -> grpcclient.InferInput:
-    inp = grpcclient.InferInput(name, list(arr.shape), dtype)
-    inp.set_data_from_numpy(arr)
-    return inp
-
-
-def _common(embeddings: np.ndarray, tenants: list[str] | None) -> list[grpcclient.InferInput]:
-    inputs = [_input("TEXT_EMBEDS", np.ascontiguousarray(embeddings, dtype=np.float32), "FP32")]
+def _common(embeddings: np.ndarray, tenants: list[str] | None) -> list:
+    inputs = [infer_input("TEXT_EMBEDS", np.ascontiguousarray(embeddings, dtype=np.float32), "FP32")]
     if tenants is not None:
-        inputs.append(_input("TENANT", np.array([t.encode() for t in tenants], dtype=np.object_).reshape(-1, 1), "BYTES"))
+        inputs.append(infer_input("TENANT", np.array([t.encode() for t in tenants], dtype=np.object_).reshape(-1, 1), "BYTES"))
     return inputs
 
 
@@ -39,24 +33,26 @@ def lookup(client, embeddings: np.ndarray, k: int | None = None, tenants: list[s
     """Best cached latents for each embedding; with ``k`` the latent at that level if it clears its threshold."""
     inputs = _common(embeddings, tenants)
     if k is not None:
-        inputs.append(_input("STEP_SKIP_K", np.full((len(embeddings), 1), k, np.int32), "INT32"))
+        inputs.append(infer_input("STEP_SKIP_K", np.full((len(embeddings), 1), k, np.int32), "INT32"))
     return _result(client.infer(MODEL, inputs))
 
 
 def insert(client, embeddings: np.ndarray, level_latents: np.ndarray, tenants: list[str] | None = None) -> np.ndarray:
     """Store generations' latents (the ensembles' LEVEL_LATENTS output); returns their entry ids."""
-    inputs = _common(embeddings, tenants) + [_input("LEVEL_LATENTS", np.ascontiguousarray(level_latents, dtype=np.float32), "FP32")]
+    inputs = _common(embeddings, tenants) + [infer_input("LEVEL_LATENTS", np.ascontiguousarray(level_latents, dtype=np.float32), "FP32")]
     ids = client.infer(MODEL, inputs).as_numpy("ENTRY_IDS")
     return ids.max(axis=1)
 
 
 def encode(client, prompts: list[str]) -> np.ndarray:
-    """Pooled prompt embeddings from the text_encoder model (what the cache is keyed on)."""
+    """Unit-norm pooled prompt embeddings from the text_encoder model (what the cache is keyed on,
+    and what the prompt classes and the quality predictor read)."""
     out = []
     for i in range(0, len(prompts), 8):
         part = np.array([p.encode() for p in prompts[i : i + 8]], dtype=np.object_).reshape(-1, 1)
-        out.append(client.infer("text_encoder", [_input("PROMPT", part, "BYTES")]).as_numpy("TEXT_EMBEDS"))
-    return np.concatenate(out)
+        out.append(client.infer("text_encoder", [infer_input("PROMPT", part, "BYTES")]).as_numpy("TEXT_EMBEDS"))
+    emb = np.concatenate(out)
+    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
 
 def warm(client, prompts: list[str], seed: int = 0, batch: int = 8, tenant: str | None = None, progress=None) -> int:

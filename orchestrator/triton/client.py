@@ -8,6 +8,13 @@ import tritonclient.grpc as grpcclient
 from orchestrator.triton.repository import ensemble_name, variant_k
 
 
+def infer_input(name: str, arr: np.ndarray, dtype: str) -> grpcclient.InferInput:
+    """One named tensor for a tritonclient gRPC request."""
+    inp = grpcclient.InferInput(name, list(arr.shape), dtype)
+    inp.set_data_from_numpy(arr)
+    return inp
+
+
 def t2i_inputs(prompts: list[str], seeds: list[int], latents: np.ndarray | None = None) -> list[grpcclient.InferInput]:
     """The ensemble inputs for a batch: PROMPT (BYTES [N,1]), SEED (INT64 [N,1]), optional LATENT."""
     p = np.array([s.encode("utf-8") for s in prompts], dtype=np.object_).reshape(-1, 1)
@@ -15,12 +22,7 @@ def t2i_inputs(prompts: list[str], seeds: list[int], latents: np.ndarray | None 
     arrays = [("PROMPT", p, "BYTES"), ("SEED", s, "INT64")]
     if latents is not None:
         arrays.append(("LATENT", np.ascontiguousarray(latents, dtype=np.float32), "FP32"))
-    inputs = []
-    for name, arr, dtype in arrays:
-        inp = grpcclient.InferInput(name, list(arr.shape), dtype)
-        inp.set_data_from_numpy(arr)
-        inputs.append(inp)
-    return inputs
+    return [infer_input(name, arr, dtype) for name, arr, dtype in arrays]
 
 
 def generate(

@@ -14,15 +14,18 @@ import numpy as np
 from orchestrator.triton.repository import denoiser_name
 
 
-def instance_count(client, model: str) -> int:
-    cfg = client.get_model_config(model, as_json=True)["config"]
+def _count(cfg: dict) -> int:
     return sum(int(g.get("count", 1)) for g in cfg.get("instance_group", [])) or 1
+
+
+def instance_count(client, model: str) -> int:
+    return _count(client.get_model_config(model, as_json=True)["config"])
 
 
 def set_instance_count(client, model: str, count: int) -> bool:
     """Make ``model`` run ``count`` CPU instances; False when it already does."""
     cfg = client.get_model_config(model, as_json=True)["config"]
-    if sum(int(g.get("count", 1)) for g in cfg.get("instance_group", [])) == count:
+    if _count(cfg) == count:
         return False
     cfg["instance_group"] = [{"kind": "KIND_CPU", "count": count}]
     client.load_model(model, config=json.dumps(cfg))

@@ -101,6 +101,27 @@ def precompile(repository: Path) -> None:
     compileall.compile_dir(str(repository), quiet=1)
 
 
+def terminate_group(pid: int, timeout_s: float, exited) -> None:
+    """SIGTERM the process group, wait up to ``timeout_s`` for ``exited()``, then SIGKILL the group
+    (the Python stubs share it: nothing is left behind, even if the server ignored SIGTERM)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + (timeout_s if sig == signal.SIGTERM else 0)
+        while not exited() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _pid_exited(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 class TritonServer:
     """One tritonserver process. Use as a context manager or call start()/stop()."""
 
@@ -174,19 +195,7 @@ class TritonServer:
         """SIGTERM (graceful: in-flight requests finish within exit_timeout_s), then SIGKILL the group."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(self.config.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
-        try:  # stubs left behind, or a server that ignored SIGTERM
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        terminate_group(self.proc.pid, self.config.stop_timeout_s, lambda: self.proc.poll() is not None)
         rc = self.proc.wait()
         if self._log:
             self._log.close()
@@ -222,9 +231,7 @@ def status(grpc_port: int) -> dict:
     if not path.exists():
         return {"running": False}
     info = json.loads(path.read_text())
-    try:
-        os.kill(info["pid"], 0)
-    except ProcessLookupError:
+    if _pid_exited(info["pid"]):
         path.unlink()
         return {"running": False}
     return {**info, "running": True}
@@ -234,18 +241,6 @@ def down(grpc_port: int, timeout_s: float = 15.0) -> bool:
     st = status(grpc_port)
     if not st.get("running"):
         return False
-    pid = st["pid"]
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    terminate_group(st["pid"], timeout_s, lambda: _pid_exited(st["pid"]))
     _state_file(grpc_port).unlink(missing_ok=True)
     return True
