@@ -31,12 +31,12 @@ def make_scheduler(num_inference_steps: int):
     return sched
 
 
-def initial_noise(seeds: np.ndarray | list[int]) -> torch.Tensor:
+def initial_noise(seeds: np.ndarray | list[int], shape: tuple[int, ...] = (LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)) -> torch.Tensor:
     """Per-request noise from its own seed, so a result never depends on batch composition."""
     out = []
     for seed in np.asarray(seeds).reshape(-1):
         g = torch.Generator().manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
-        out.append(torch.randn((LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE), generator=g))
+        out.append(torch.randn(tuple(shape), generator=g))
     return torch.stack(out)
 
 
@@ -60,6 +60,7 @@ def denoise(
     guidance_scale: float,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
     is_cancelled: Callable[[], bool] | None = None,
+    time_ids: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Run steps k..N-1 of the DDIM schedule with classifier-free guidance.
 
@@ -70,7 +71,7 @@ def denoise(
         raise ValueError(f"step-skip level k={k} must be in [0, {num_inference_steps})")
     sched = make_scheduler(num_inference_steps)
     b = latents.shape[0]
-    time_ids = torch.from_numpy(default_time_ids()).expand(2 * b, -1).contiguous()
+    time_ids = torch.from_numpy(default_time_ids() if time_ids is None else np.asarray(time_ids, np.float32)).expand(2 * b, -1).contiguous()
     hid = torch.cat([uncond_hidden.expand(b, -1, -1), hidden])
     pool = torch.cat([uncond_pooled.expand(b, -1), pooled])
     for i, t in enumerate(sched.timesteps[k:], start=k):

@@ -5,9 +5,14 @@ variant's model batches only same-K requests and they run in lockstep; with STEP
 it comes from the STEP_SKIP_K input instead and a batch is split into same-K groups.
 K = 0 starts from per-request seeded noise; K > 0 starts from the LATENT input (a cached
 intermediate latent of a similar prompt) and runs NUM_STEPS - K UNet steps.
+
+The embedded model's shapes and unconditional embedding are the defaults; a repository written by
+build_engines (e.g. real SD-XL) sets LATENT_SHAPE and TIME_IDS and ships ``uncond.npz`` (the
+empty prompt's hidden states and pooled embedding) next to this file.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,9 +34,16 @@ class TritonPythonModel:
         self.guidance_scale = float(params.get("GUIDANCE_SCALE", "3.0"))
         self.fixed_k = int(params.get("STEP_SKIP_K", "-1"))
         self.levels = [int(x) for x in params.get("SAVE_LEVELS", "").split(",") if x]
-        tokenizer = load_tokenizer()
+        self.latent_shape = tuple(int(x) for x in params.get("LATENT_SHAPE", ",".join(map(str, LATENT_SHAPE))).split(","))
+        self.time_ids = np.array([float(x) for x in params["TIME_IDS"].split(",")], np.float32) if "TIME_IDS" in params else None
         # The unconditional (empty-prompt) embedding for classifier-free guidance, computed once.
-        self.uncond = encode_prompts(load_clip(tokenizer=tokenizer), tokenizer, [""])
+        uncond = Path(__file__).resolve().parent / "uncond.npz"
+        if uncond.exists():
+            z = np.load(uncond)
+            self.uncond = (torch.from_numpy(z["hidden"]), torch.from_numpy(z["pooled"]))
+        else:
+            tokenizer = load_tokenizer()
+            self.uncond = encode_prompts(load_clip(tokenizer=tokenizer), tokenizer, [""])
 
     def _parse(self, request):
         hidden = input_array(request, "ENCODER_HIDDEN_STATES")
@@ -51,12 +63,12 @@ class TritonPythonModel:
         if k > 0:
             if latent is None:
                 raise BadRequest(f"STEP_SKIP_K={k} needs a LATENT to start from")
-            if latent.shape[1:] != LATENT_SHAPE or latent.shape[0] != n:
-                raise BadRequest(f"LATENT must have shape [{n}, {', '.join(map(str, LATENT_SHAPE))}], got {list(latent.shape)}")
+            if latent.shape[1:] != self.latent_shape or latent.shape[0] != n:
+                raise BadRequest(f"LATENT must have shape [{n}, {', '.join(map(str, self.latent_shape))}], got {list(latent.shape)}")
             if not np.isfinite(latent).all():
                 raise BadRequest("LATENT contains NaN or Inf")
         else:
-            latent = initial_noise(seed).numpy()
+            latent = initial_noise(seed, self.latent_shape).numpy()
         return {"hidden": hidden, "pooled": pooled, "latent": latent.astype(np.float32), "k": np.full(n, k)}
 
     def _unet_step(self, x, t, hid, pool, time_ids):
@@ -76,7 +88,7 @@ class TritonPythonModel:
     def _compute(self, b):
         # LEVEL_LATENTS[:, j] is the latent at the start of step levels[j] (what the cache stores
         # for step-skip level levels[j]); NaN where the generation started after that level.
-        saved = np.full((len(b["k"]), len(self.levels), *LATENT_SHAPE), np.nan, dtype=np.float32)
+        saved = np.full((len(b["k"]), len(self.levels), *self.latent_shape), np.nan, dtype=np.float32)
 
         def on_step(i, latents):
             if i in self.levels:
@@ -93,6 +105,7 @@ class TritonPythonModel:
             guidance_scale=self.guidance_scale,
             is_cancelled=self._all_cancelled,
             on_step=on_step,
+            time_ids=self.time_ids,
         )
         return {"LATENT_OUT": latents.numpy(), "LEVEL_LATENTS": saved} if self.levels else {"LATENT_OUT": latents.numpy()}
 
