@@ -63,6 +63,9 @@ class Plan:
         return {v: float(f) for v, f in zip(self.variants, self.fractions[cls]) if f > 1e-6}
 
 
+SMALL_COEF = 1e-7
+
+
 def solve(inp: PlanInput) -> Plan:
     import highspy
 
@@ -87,12 +90,10 @@ def solve(inp: PlanInput) -> Plan:
     for c in range(c_count):
         h.addConstr(sum(f[c]) + shed[c] == 1.0)
     for m in families:
-        load = sum(
-            (inp.demand_rps * inp.class_mix[c] * inp.headroom / max(inp.throughput_rps[v], 1e-9)) * f[c][v]
-            for c in range(c_count)
-            for v in range(v_count)
-            if inp.family[v] == m and inp.class_mix[c] > 0
-        )
+        coef = {(c, v): inp.demand_rps * inp.class_mix[c] * inp.headroom / max(inp.throughput_rps[v], 1e-9)
+                for c in range(c_count) for v in range(v_count) if inp.family[v] == m and inp.class_mix[c] > 0}
+        # Worker shares below HiGHS's small-value tolerance are dropped (near-zero demand).
+        load = sum(float(a) * f[c][v] for (c, v), a in coef.items() if a >= SMALL_COEF)
         h.addConstr(load - n[m] <= 0.0)
         if m in prev:
             h.addConstr(d[m] - n[m] >= -prev[m])
