@@ -33,15 +33,22 @@ def _levels(text: str) -> tuple[int, ...]:
 def triton_up(
     grpc_port: int = typer.Option(18101, help="gRPC port; HTTP is grpc-1, metrics grpc+1."),
     models: str = typer.Option("", help="Comma-separated models to load (default: every variant)."),
+    repository: Optional[Path] = typer.Option(None, help="Another model repository (e.g. build-engines' output); default the project's."),
 ):
     """Start tritonserver in the background and wait until it is ready."""
     from orchestrator.triton import server
     from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, write_repository
 
     cfg = RepositoryConfig()
-    write_repository(cfg, PROJECT_REPOSITORY)
-    load = tuple(m for m in models.split(",") if m) or tuple(models_to_load(cfg))
-    info = server.up(server.TritonConfig(grpc_port=grpc_port, http_port=grpc_port - 1, metrics_port=grpc_port + 1, load_models=load))
+    if repository is None:
+        write_repository(cfg, PROJECT_REPOSITORY)
+        default = models_to_load(cfg)
+    else:
+        listed = repository / "models_to_load.txt"
+        default = listed.read_text().split() if listed.exists() else []
+    load = tuple(m for m in models.split(",") if m) or tuple(default)
+    info = server.up(server.TritonConfig(model_repository=repository or PROJECT_REPOSITORY, grpc_port=grpc_port, http_port=grpc_port - 1,
+                                         metrics_port=grpc_port + 1, load_models=load))
     console.print_json(json.dumps(info))
 
 
@@ -320,42 +327,68 @@ def serve(
     policy: str = typer.Option("argus", help="argus | clipper-ha | clipper-ht | nirvana | proteus"),
     workers: str = typer.Option("", help="Comma-separated Triton gRPC endpoints; empty: start --local-workers servers here."),
     local_workers: int = typer.Option(1),
+    local_base_port: int = typer.Option(18600, help="Local worker i uses HTTP/gRPC/metrics ports base+10i .. base+10i+2."),
+    variants: str = typer.Option("", help="Comma-separated variants local workers load (default: all)."),
     profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"),
     port: int = typer.Option(18500),
     metrics_port: int = typer.Option(18502),
     address: str = typer.Option("127.0.0.1", help="Bind address of the front door and its metrics (loopback unless told otherwise)."),
     slo_ms: float = typer.Option(5000.0, help="Default SLO for requests that send none."),
     auth_token: Optional[str] = typer.Option(None, envvar="ARGUS_AUTH_TOKEN", help="Require 'authorization: Bearer <token>'."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve without a token (deliberately; default generates one)."),
+    tenants: str = typer.Option("", help="Comma-separated known tenants; others get INVALID_ARGUMENT (default: any)."),
+    max_queue: int = typer.Option(64, help="Admitted requests in flight at most; beyond it RESOURCE_EXHAUSTED."),
+    drain_timeout_s: float = typer.Option(30.0, help="On SIGTERM, how long in-flight requests may take."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where local workers persist the approximate cache."),
+    log_level: str = typer.Option("INFO", help="DEBUG logs full prompts; other levels never do."),
 ):
-    """Run the front door (KServe v2 gRPC, model 't2i') in front of a cluster of Triton workers."""
+    """Run the front door (KServe v2 gRPC, model 't2i') in front of a cluster of Triton workers.
+
+    SIGTERM/SIGINT drain: no new admissions, in-flight requests finish (up to --drain-timeout-s),
+    local tritonservers stop (their cache is persisted), exit 0."""
+    import logging
+    import secrets
     import signal
+    import sys
     import threading
 
     from orchestrator.frontdoor import FrontDoorConfig, serve as serve_frontdoor
     from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, write_repository
     from orchestrator.triton.server import TritonConfig, TritonServer
 
-    servers = []
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if auth_token is None and not no_auth:
+        auth_token = secrets.token_urlsafe(24)
+        print(f"generated bearer token (pass --auth-token/ARGUS_AUTH_TOKEN to choose one, --no-auth to disable): {auth_token}",
+              file=sys.stderr, flush=True)
+    servers = {}
     endpoints = [w for w in workers.split(",") if w]
     if not endpoints:
         repo = RepositoryConfig()
         write_repository(repo, PROJECT_REPOSITORY)
+        load = tuple(models_to_load(repo, [v for v in variants.split(",") if v] or None))
         for i in range(local_workers):
-            base = 18600 + 10 * i
-            servers.append(TritonServer(TritonConfig(http_port=base, grpc_port=base + 1, metrics_port=base + 2, load_models=tuple(models_to_load(repo)))).start())
-            endpoints.append(servers[-1].config.grpc_url)
+            base = local_base_port + 10 * i
+            tcfg = TritonConfig(http_port=base, grpc_port=base + 1, metrics_port=base + 2, load_models=load,
+                                cache_dir=None if cache_dir is None else cache_dir / f"worker{i}")
+            server = TritonServer(tcfg).start()
+            servers[server.config.grpc_url] = server
+            endpoints.append(server.config.grpc_url)
     cfg = FrontDoorConfig(workers=endpoints, profile_path=profile_path, policy=policy, address=address, port=port, metrics_port=metrics_port,
-                          default_slo_ms=slo_ms, auth_token=auth_token)
-    server, engine = serve_frontdoor(cfg)
+                          default_slo_ms=slo_ms, auth_token=auth_token, allow_unauthenticated=no_auth and auth_token is None,
+                          tenants=frozenset(t for t in tenants.split(",") if t) or None, max_queue=max_queue, drain_timeout_s=drain_timeout_s)
+    server, engine = serve_frontdoor(cfg, servers=servers)
     console.print(f"front door on {address}:{port} (policy {policy}, workers {endpoints}); metrics on :{metrics_port}")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: done.set())
     signal.signal(signal.SIGINT, lambda *a: done.set())
     done.wait()
-    server.stop(grace=10).wait()
+    drained = engine.drain(drain_timeout_s)
+    server.stop(grace=5).wait()
     engine.close()
-    for s in servers:
+    for s in servers.values():
         s.stop()
+    console.print(f"stopped ({'drained' if drained else 'drain deadline passed'}; {len(servers)} local tritonserver(s) stopped)")
 
 
 @bench_app.command("serving")
@@ -387,6 +420,55 @@ def bench_sim(
                                  prompts=prompts, out_dir=out_dir), console)
 
 
+@bench_app.command("live")
+def bench_live(
+    trace: str = typer.Option("twitter", help="twitter | azure-code | azure-conv | servegen-mm | maf | a CSV path"),
+    policy: str = typer.Option("all", help="all, or a comma-separated list of argus, clipper-ha, clipper-ht, nirvana, proteus"),
+    minutes: float = typer.Option(2.0, help="Compress the trace to this many minutes (each policy replays all of it)."),
+    peak_load: float = typer.Option(1.5, help="Peak load as a multiple of the worker's k0 capacity."),
+    prompts: str = typer.Option("world", help="world (heavy reuse) | diffusiondb | parti | drawbench"),
+    profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"),
+    out_dir: Path = typer.Option(Path("runs/live"), help="Results: records.jsonl, summary.json, plots."),
+    worker: Optional[str] = typer.Option(None, help="A running tritonserver's gRPC url; default starts one."),
+):
+    """Replay a trace through the real stack once per policy; table, plots, and the simulator side by side."""
+    from orchestrator.bench_live import LiveBenchConfig, run_live_bench
+    from orchestrator.bench_sim import POLICY_NAMES
+
+    policies = POLICY_NAMES if policy == "all" else tuple(p.strip() for p in policy.split(","))
+    unknown = set(policies) - set(POLICY_NAMES)
+    if unknown:
+        raise typer.BadParameter(f"unknown policies {sorted(unknown)}; choose from {', '.join(POLICY_NAMES)}")
+    run_live_bench(LiveBenchConfig(trace=trace, policies=policies, minutes=minutes, peak_load=peak_load, prompts=prompts,
+                                   profile_path=profile_path, out_dir=out_dir, worker=worker), console)
+
+
+@app.command("export-embedded")
+def export_embedded(out: Path = typer.Option(Path("runs/tiny_sdxl"), help="Where to write the diffusers SD-XL-format directory.")):
+    """Write the embedded tiny model as a diffusers SD-XL pipeline directory (input of build-engines)."""
+    from build_engines.pipeline_dir import save_embedded
+
+    console.print(f"wrote {save_embedded(out)}")
+
+
+@app.command("build-engines")
+def build_engines_cmd(
+    model: Path = typer.Option(..., "--model", help="A diffusers SD-XL directory (real SD-XL, or `argus export-embedded`'s output)."),
+    out: Path = typer.Option(..., "--out", help="The model repository to write (replaced if it exists)."),
+    target: str = typer.Option("onnx", help="onnx | tensorrt (fp16 engines; needs tensorrt and a GPU)"),
+    serve_onnx_with: str = typer.Option("auto", help="python | onnxruntime | auto (onnxruntime backend when the server has it)"),
+    max_batch: int = typer.Option(4, help="Prompts per denoiser batch; UNet engines take 2x (guidance)."),
+    gpus: str = typer.Option("0", help="Comma-separated GPU ids for the engines' instance groups."),
+):
+    """Export to ONNX (parity-checked with onnxruntime), optionally build TensorRT engines, write the repository."""
+    from build_engines.build import BuildConfig, build
+
+    report = build(BuildConfig(model_dir=model, out_repo=out, target=target, serve_onnx_with=serve_onnx_with, max_batch_size=max_batch,
+                               gpus=tuple(int(g) for g in gpus.split(","))), log=console.print)
+    console.print(f"wrote {report.repository} ({report.serve_kind}); load with: argus triton up --repository {out} "
+                  f"--models {','.join(report.models_to_load)}")
+
+
 @app.command("gpu-profile")
 def gpu_profile(
     quality_from: Path = typer.Option(Path("profiles/cpu_tiny.json"), help="Measured profile whose quality table is reused."),
@@ -406,6 +488,14 @@ def bench_orchestrator(profile_path: Path = typer.Option(Path("profiles/cpu_tiny
     from orchestrator.bench_orchestrator import run_orchestrator_bench
 
     run_orchestrator_bench(profile_path, requests, console)
+
+
+@bench_app.command("engines")
+def bench_engines(requests: int = typer.Option(16), concurrency: int = typer.Option(4)):
+    """torch vs onnxruntime on CPU: each exported part in-process, and t2i_k0 through Triton."""
+    from orchestrator.bench_engines import EnginesBenchConfig, run_engines_bench
+
+    run_engines_bench(EnginesBenchConfig(requests=requests, concurrency=concurrency), console)
 
 
 @bench_app.command("cache")

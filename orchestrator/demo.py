@@ -101,7 +101,7 @@ def run_orchestrated(cfg: DemoConfig, worker: str, prompts: list[str], log) -> d
 
     from orchestrator.frontdoor import FrontDoorConfig, serve
 
-    fd_cfg = FrontDoorConfig(workers=[worker], profile_path=cfg.profile_path, policy="argus", port=cfg.frontdoor_port, metrics_port=None,
+    fd_cfg = FrontDoorConfig(workers=[worker], profile_path=cfg.profile_path, policy="argus", port=cfg.frontdoor_port, metrics_port=None, allow_unauthenticated=True,
                              plan_interval_s=1.0)
     server, engine = serve(fd_cfg)
     try:

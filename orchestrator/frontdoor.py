@@ -58,8 +58,20 @@ class FrontDoorConfig:
     """Admitted requests in flight, at most; beyond it RESOURCE_EXHAUSTED at once."""
     plan_interval_s: float = 2.0
     auth_token: str | None = None
-    """Bearer token required in the 'authorization' metadata; None disables auth (explicitly)."""
+    """Bearer token required in the 'authorization' metadata."""
+    allow_unauthenticated: bool = False
+    """Serve without a token. Must be set explicitly: a config with neither is refused."""
+    tenants: frozenset[str] | None = None
+    """Known tenant ids; when set, any other TENANT gets INVALID_ARGUMENT. None: any printable id
+    names its own cache partition."""
     request_timeout_s: float = 120.0
+    """Client timeout of one generation on a worker; a variant that exceeds it is taken out of that
+    worker's routing for ``variant_cooldown_s`` (a stuck model must not take more requests)."""
+    variant_cooldown_s: float = 30.0
+    health_interval_s: float = 1.0
+    """How often workers are health-checked (and dead owned servers restarted)."""
+    drain_timeout_s: float = 30.0
+    """On shutdown, how long in-flight requests may take to finish."""
     score_quality: bool = True
     """Score every returned image with the quality scorer (the tiny CLIP; ~ms on CPU) for the
     measured-quality metric beside the predicted one."""
@@ -70,6 +82,23 @@ class FrontDoorConfig:
 
 class BadInput(ValueError):
     pass
+
+
+class Draining(RuntimeError):
+    """The front door is shutting down: no new admissions."""
+
+
+class VariantTimeout(RuntimeError):
+    """A generation exceeded request_timeout_s on its worker."""
+
+
+def prompt_for_log(prompt: str) -> str:
+    """Prompts are user data: full text only with debug logging, else length and a digest."""
+    if log.isEnabledFor(logging.DEBUG):
+        return repr(prompt)
+    import hashlib
+
+    return f"<prompt {len(prompt)} chars sha1:{hashlib.sha1(prompt.encode('utf-8', 'replace')).hexdigest()[:10]}>"
 
 
 @dataclasses.dataclass
@@ -89,6 +118,8 @@ def _input_arrays(request: service_pb2.ModelInferRequest) -> dict[str, np.ndarra
         if inp.datatype not in dtypes:
             raise BadInput(f"input {inp.name} has unsupported datatype {inp.datatype}")
         shape = [int(d) for d in inp.shape]
+        if any(d < 0 for d in shape) or len(shape) > 4 or int(np.prod(shape, dtype=np.float64)) > 16:
+            raise BadInput(f"input {inp.name[:40]} has shape {shape[:8]}; expected one element ([1] or [1, 1])")
         if i < len(request.raw_input_contents):
             raw = request.raw_input_contents[i]
             arr = deserialize_bytes_tensor(raw) if inp.datatype == "BYTES" else np.frombuffer(raw, dtype=dtypes[inp.datatype])
@@ -103,10 +134,21 @@ def _input_arrays(request: service_pb2.ModelInferRequest) -> dict[str, np.ndarra
     return out
 
 
-def parse_request(request: service_pb2.ModelInferRequest, default_slo_ms: float) -> Admitted:
+def parse_request(request: service_pb2.ModelInferRequest, default_slo_ms: float, tenants: frozenset[str] | None = None) -> Admitted:
     """Validate one t2i request: one prompt (BYTES [1] or [1,1]), optional SEED, SLO_MS, TENANT."""
+    try:
+        return _parse_request(request, default_slo_ms, tenants)
+    except BadInput:
+        raise
+    except Exception as e:  # noqa: BLE001 - any malformed tensor is the client's error, never the server's
+        raise BadInput(f"malformed request: {type(e).__name__}: {str(e)[:200]}") from None
+
+
+def _parse_request(request: service_pb2.ModelInferRequest, default_slo_ms: float, tenants: frozenset[str] | None) -> Admitted:
     if request.model_name != MODEL_NAME:
-        raise BadInput(f"unknown model '{request.model_name}'; this endpoint serves '{MODEL_NAME}'")
+        raise BadInput(f"unknown model '{request.model_name[:100]}'; this endpoint serves '{MODEL_NAME}'")
+    if len(request.inputs) > 8:
+        raise BadInput(f"{len(request.inputs)} inputs; expected at most PROMPT, SEED, SLO_MS, TENANT")
     arrays = _input_arrays(request)
     unknown = set(arrays) - {"PROMPT", "SEED", "SLO_MS", "TENANT"}
     if unknown:
@@ -141,6 +183,10 @@ def parse_request(request: service_pb2.ModelInferRequest, default_slo_ms: float)
             tenant = decode_text(arrays["TENANT"].reshape(-1)[0], "TENANT", MAX_TENANT_BYTES, printable=True)
         except InvalidText as e:
             raise BadInput(str(e)) from None
+        if tenants is not None and tenant not in tenants:
+            raise BadInput("unknown tenant")
+    if len(request.id) > 128:
+        raise BadInput("request id longer than 128 characters")
     rid = request.id or uuid.uuid4().hex[:16]
     return Admitted(rid, prompt, seed, slo, tenant, time.monotonic())
 
@@ -166,6 +212,11 @@ class Metrics:
         self.demand = Gauge("argus_forecast_rps", "Forecast arrival rate", registry=r)
         self.planned_quality = Gauge("argus_planned_quality", "Expected relative quality of the current plan", registry=r)
         self.instances = Gauge("argus_denoiser_instances", "Denoiser instances set on each worker", ["worker", "model"], registry=r)
+        self.worker_healthy = Gauge("argus_worker_healthy", "1 while a worker is ready and in routing", ["worker"], registry=r)
+        self.worker_restarts = Counter("argus_worker_restarts_total", "Owned tritonservers restarted after dying", ["worker"], registry=r)
+        self.variant_disabled = Gauge("argus_variant_disabled", "1 while a variant is out of a worker's routing after a timeout",
+                                      ["worker", "variant"], registry=r)
+        self.timeouts = Counter("argus_variant_timeouts_total", "Generations that exceeded request_timeout_s", ["worker", "variant"], registry=r)
         self.instance_changes = Counter("argus_instance_changes_total", "Instance-count overrides applied through Triton model control",
                                         ["model", "count"], registry=r)
 
@@ -177,8 +228,12 @@ class Metrics:
 class Engine:
     """The core loop: admit -> featurize -> decide -> execute -> record."""
 
-    def __init__(self, cfg: FrontDoorConfig, policy: Policy | None = None):
+    def __init__(self, cfg: FrontDoorConfig, policy: Policy | None = None, servers: dict | None = None):
+        """``servers``: worker url -> TritonServer this process owns (restarted when it dies)."""
+        if cfg.auth_token is None and not cfg.allow_unauthenticated:
+            raise ValueError("no bearer token: set auth_token, or allow_unauthenticated=True to serve without auth deliberately")
         self.cfg = cfg
+        self.servers = dict(servers or {})
         self.profile = Profile.load(cfg.profile_path)
         predictor = QualityPredictor.fit(self.profile.quality)
         classes = PromptClasses.fit(self.profile.quality.embeddings, k=8)
@@ -190,6 +245,11 @@ class Engine:
                                   np.zeros((len(classes), len(self.policy.variants))))
         self.lock = threading.Lock()
         self.in_flight = 0
+        self.peak_in_flight = 0
+        self.draining = False
+        self.idle = threading.Condition(self.lock)
+        self.disabled_until: dict[tuple[str, str], float] = {}
+        self.restarts: dict[str, int] = {}
         self.metrics = Metrics()
         self.forecaster = HoltForecaster()
         self.arrivals = 0
@@ -200,31 +260,41 @@ class Engine:
 
             self.scorer = QualityScorer()
             self.scorer_lock = threading.Lock()
+        for w in cfg.workers:
+            self.metrics.worker_healthy.labels(worker=w).set(1)
         self._planner = threading.Thread(target=self._plan_loop, daemon=True)
         self._planner.start()
+        self._health = threading.Thread(target=self._health_loop, daemon=True)
+        self._health.start()
 
     # ---------------------------------------------------------------- phases
     def admit(self, request) -> Admitted:
-        adm = parse_request(request, self.cfg.default_slo_ms)
+        adm = parse_request(request, self.cfg.default_slo_ms, self.cfg.tenants)
         with self.lock:
+            if self.draining:
+                raise Draining("shutting down; not admitting new requests")
             self.arrivals += 1
             if self.in_flight >= self.cfg.max_queue:
                 raise OverflowError(f"admission queue full ({self.cfg.max_queue} in flight); retry after ~1 s")
             self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        log.debug("admitted %s %s", adm.request_id, prompt_for_log(adm.prompt))
         self.metrics.in_flight.inc()
         return adm
 
     def featurize(self, adm: Admitted) -> tuple[RequestFeatures, np.ndarray, dict[str, float]]:
         client = self.clients[self.cache_worker]
-        emb = cache_client.encode(client, [adm.prompt])[0]
+        t = self.cfg.request_timeout_s
+        emb = cache_client.encode(client, [adm.prompt], timeout_s=t)[0]
         tenants = None if adm.tenant is None else [adm.tenant]
         sims: dict[str, float] = {}
         if any(self.profile.variants[v].needs_cache for v in self.policy.variants):
-            got = cache_client.lookup(client, emb[None], tenants=tenants)
+            got = cache_client.lookup(client, emb[None], tenants=tenants, timeout_s=t)
             sims = {f"k{k}": float(s) for k, s in zip(sorted(self.profile.thresholds), got.similarity[0])}
         pred = self.predictor.predict(emb, sims)
-        feats = RequestFeatures(adm.request_id, adm.arrival_s, adm.arrival_s + adm.slo_ms / 1000.0, self.classes.assign(emb), pred,
-                                self.profile.available_variants(sims))
+        with self.lock:  # a dead worker or a timed-out variant is not on offer
+            available = self.profile.available_variants(sims) & self.state.servable(self.policy.variants)
+        feats = RequestFeatures(adm.request_id, adm.arrival_s, adm.arrival_s + adm.slo_ms / 1000.0, self.classes.assign(emb), pred, available)
         return feats, emb, sims
 
     def decide(self, feats: RequestFeatures) -> Decision:
@@ -240,20 +310,37 @@ class Engine:
         latents = None
         if k > 0:
             tenants = None if adm.tenant is None else [adm.tenant]
-            got = cache_client.lookup(self.clients[self.cache_worker], emb[None], k=k, tenants=tenants)
+            got = cache_client.lookup(self.clients[self.cache_worker], emb[None], k=k, tenants=tenants, timeout_s=self.cfg.request_timeout_s)
             if got.k[0] != k:  # evicted since featurize: fall back to full quality
                 decision = dataclasses.replace(decision, variant="k0", reason=decision.reason + "; cache entry evicted, k0")
             else:
                 latents = got.latent
         variant = decision.variant
-        images, levels = generate_with_levels(client, [adm.prompt], [adm.seed], variant, latents, timeout_s=self.cfg.request_timeout_s,
-                                              levels=variant != "fast")
+        try:
+            images, levels = generate_with_levels(client, [adm.prompt], [adm.seed], variant, latents, timeout_s=self.cfg.request_timeout_s,
+                                                  levels=variant != "fast")
+        except Exception as e:  # noqa: BLE001 - classified: a timeout disables the variant here
+            if "DEADLINE_EXCEEDED" in str(getattr(e, "status", lambda: "")()) or "Deadline Exceeded" in str(e):
+                self.disable_variant(decision.worker, variant)
+                raise VariantTimeout(f"{variant} on {decision.worker} exceeded {self.cfg.request_timeout_s:.1f}s; taken out of routing") from None
+            raise
         return images, levels, decision
+
+    def disable_variant(self, worker: str, variant: str) -> None:
+        with self.lock:
+            self.state.worker(worker).disabled.add(variant)
+            self.disabled_until[(worker, variant)] = time.monotonic() + self.cfg.variant_cooldown_s
+        self.metrics.timeouts.labels(worker=worker, variant=variant).inc()
+        self.metrics.variant_disabled.labels(worker=worker, variant=variant).set(1)
+        log.warning("worker %s: %s timed out (> %.1fs); out of routing for %.0fs", worker, variant, self.cfg.request_timeout_s,
+                    self.cfg.variant_cooldown_s)
 
     def record(self, adm: Admitted, decision: Decision, emb: np.ndarray, levels: np.ndarray | None, ok: bool,
                images: np.ndarray | None = None) -> None:
         with self.lock:
             self.in_flight -= 1
+            if self.in_flight == 0:
+                self.idle.notify_all()
             if decision.worker is not None:
                 self.metrics.backlog.labels(worker=decision.worker).set(self.state.release(decision))
         self.metrics.in_flight.dec()
@@ -261,7 +348,8 @@ class Engine:
             return
         if levels is not None and np.isfinite(levels).any():
             try:
-                cache_client.insert(self.clients[self.cache_worker], emb[None], levels, None if adm.tenant is None else [adm.tenant])
+                cache_client.insert(self.clients[self.cache_worker], emb[None], levels, None if adm.tenant is None else [adm.tenant],
+                                    timeout_s=self.cfg.request_timeout_s)
             except Exception as e:  # noqa: BLE001 - a failed insert costs future hits, not this answer
                 log.warning("cache insert failed: %s", e)
         latency = time.monotonic() - adm.arrival_s
@@ -295,7 +383,11 @@ class Engine:
                 previous = {}
                 for w in self.state.workers:
                     previous[w.family] = previous.get(w.family, 0) + 1
-            plan = self.policy.replan(demand, mix, len(self.cfg.workers), previous)
+            try:
+                plan = self.policy.replan(demand, mix, len(self.cfg.workers), previous)
+            except Exception as e:  # noqa: BLE001 - a failed solve keeps the previous plan serving
+                log.error("replan failed (previous plan kept): %s", e)
+                continue
             if plan is None:
                 continue
             self.metrics.planned_quality.set(plan.expected_quality)
@@ -332,6 +424,78 @@ class Engine:
                 except Exception as e:  # noqa: BLE001 - a failed override keeps the old instances serving
                     log.warning("worker %s: cannot set %s to %d instances: %s", worker, model, count, e)
 
+    # ---------------------------------------------------------------- health
+    def _health_loop(self):
+        """Workers that stop answering leave routing; owned servers that died are restarted with
+        exponential backoff; variants whose cooldown ended come back."""
+        backoff = {w: 1.0 for w in self.cfg.workers}
+        next_try = {w: 0.0 for w in self.cfg.workers}
+        restarting: set[str] = set()
+        while not self.stop.wait(self.cfg.health_interval_s):
+            now = time.monotonic()
+            with self.lock:
+                for (worker, variant), until in list(self.disabled_until.items()):
+                    if now >= until:
+                        del self.disabled_until[(worker, variant)]
+                        self.state.worker(worker).disabled.discard(variant)
+                        self.metrics.variant_disabled.labels(worker=worker, variant=variant).set(0)
+                        log.info("worker %s: %s back in routing after its cooldown", worker, variant)
+            for w in self.cfg.workers:
+                if w in restarting:
+                    continue
+                server = self.servers.get(w)
+                dead = server is not None and server.proc is not None and server.proc.poll() is not None
+                ready = not dead and self._ready(w)
+                self._set_healthy(w, ready)
+                if dead and now >= next_try[w]:
+                    restarting.add(w)
+                    next_try[w] = now + backoff[w]
+                    backoff[w] = min(2 * backoff[w], 30.0)
+                    threading.Thread(target=self._restart, args=(w, server, restarting, backoff), daemon=True).start()
+
+    def _ready(self, worker: str) -> bool:
+        try:
+            return bool(self.clients[worker].is_server_ready(client_timeout=2.0))
+        except Exception:  # noqa: BLE001 - any failure to answer is "not ready"
+            return False
+
+    def _set_healthy(self, worker: str, healthy: bool) -> None:
+        with self.lock:
+            ws = self.state.worker(worker)
+            changed = ws.healthy != healthy
+            ws.healthy = healthy
+        if changed:
+            (log.info if healthy else log.warning)("worker %s %s routing", worker, "back in" if healthy else "out of")
+        self.metrics.worker_healthy.labels(worker=worker).set(1 if healthy else 0)
+
+    def _restart(self, worker: str, server, restarting: set, backoff: dict) -> None:
+        log.warning("worker %s: tritonserver died (exit %s); restarting", worker, server.proc.returncode)
+        try:
+            server.stop()
+            server.start(wait=True)  # loads the configured models; the plan loop re-applies instance counts
+            self.restarts[worker] = self.restarts.get(worker, 0) + 1
+            self.metrics.worker_restarts.labels(worker=worker).inc()
+            backoff[worker] = 1.0
+            log.info("worker %s: restarted and ready", worker)
+        except Exception as e:  # noqa: BLE001 - retried by the health loop after the backoff
+            log.error("worker %s: restart failed: %s", worker, e)
+        finally:
+            restarting.discard(worker)
+
+    # ---------------------------------------------------------------- shutdown
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Stop admitting; wait for in-flight requests (up to the deadline). True if all finished."""
+        deadline = time.monotonic() + (self.cfg.drain_timeout_s if timeout_s is None else timeout_s)
+        with self.lock:
+            self.draining = True
+            while self.in_flight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("drain deadline passed with %d requests in flight", self.in_flight)
+                    return False
+                self.idle.wait(left)
+        return True
+
     def close(self):
         self.stop.set()
 
@@ -352,7 +516,7 @@ class T2IServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ServerLiveResponse(live=True)
 
     def ServerReady(self, request, context):
-        return service_pb2.ServerReadyResponse(ready=not self.engine.stop.is_set())
+        return service_pb2.ServerReadyResponse(ready=not self.engine.stop.is_set() and not self.engine.draining)
 
     def ModelReady(self, request, context):
         return service_pb2.ModelReadyResponse(ready=request.name == MODEL_NAME)
@@ -396,6 +560,9 @@ class T2IServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             eng.metrics.requests.labels(outcome="rejected").inc()
             context.set_trailing_metadata((("retry-after-ms", "1000"),))
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+        except Draining as e:
+            eng.metrics.requests.labels(outcome="draining").inc()
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
         decision, emb, levels, failure, images = Decision(None, None, "not decided"), None, None, None, None
         try:
             feats, emb, _ = eng.featurize(adm)
@@ -406,9 +573,13 @@ class T2IServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             failure = e
         finally:
             eng.record(adm, decision, emb, levels, ok=failure is None and decision.variant is not None, images=images)
+        if isinstance(failure, VariantTimeout):
+            eng.metrics.requests.labels(outcome="timeout").inc()
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(failure))
         if failure is not None:
             eng.metrics.requests.labels(outcome="error").inc()
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"worker failed: {type(failure).__name__}: {failure}")
+            log.warning("request %s failed on %s: %s", adm.request_id, decision.worker, str(failure)[:300])
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"worker failed: {type(failure).__name__}: {str(failure)[:300]}")
         if decision.variant is None:
             eng.metrics.requests.labels(outcome="shed").inc()
             context.set_trailing_metadata((("retry-after-ms", "1000"),))
@@ -425,9 +596,10 @@ class T2IServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return resp
 
 
-def serve(cfg: FrontDoorConfig, engine: Engine | None = None) -> tuple[grpc.Server, Engine]:
-    """Start the gRPC front door (and its metrics endpoint); returns (server, engine)."""
-    engine = engine or Engine(cfg)
+def serve(cfg: FrontDoorConfig, engine: Engine | None = None, servers: dict | None = None) -> tuple[grpc.Server, Engine]:
+    """Start the gRPC front door (and its metrics endpoint); returns (server, engine).
+    ``servers``: worker url -> TritonServer owned here (restarted by the engine when it dies)."""
+    engine = engine or Engine(cfg, servers=servers)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(16, cfg.max_queue + 8)),
                          options=[("grpc.max_receive_message_length", 8 * 2**20)])
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(T2IServicer(engine), server)

@@ -33,6 +33,11 @@ class WorkerState:
     backlog_s: float = 0.0
     """Estimated seconds of work queued or running on it."""
     healthy: bool = True
+    disabled: set[str] = dataclasses.field(default_factory=set)
+    """Variants out of this worker's routing (one timed out here: a stuck or slow model)."""
+
+    def serves(self, variant: str) -> bool:
+        return self.healthy and self.family == family_of(variant) and variant not in self.disabled
 
 
 @dataclasses.dataclass
@@ -49,6 +54,11 @@ class ClusterState:
 
     def worker(self, name: str) -> WorkerState:
         return next(w for w in self.workers if w.name == name)
+
+    def servable(self, variants) -> frozenset[str]:
+        """The variants some healthy worker can run now, whatever family it is assigned: a family
+        switch is a plan away, a dead worker or a disabled variant is not."""
+        return frozenset(v for v in variants if any(w.healthy and v not in w.disabled for w in self.workers))
 
     def apply(self, req: RequestFeatures, decision: Decision, variants: list[str]) -> None:
         """Book a decision: the class's served count and price move, its work joins the worker's
@@ -89,15 +99,15 @@ def service_s(profile: Profile, variant: str) -> float:
     return lat[min(lat)] / 1000.0
 
 
-def best_worker(state: ClusterState, family: str) -> WorkerState | None:
-    """Least-backlogged healthy worker of a family."""
-    ws = [w for w in state.workers if w.healthy and w.family == family]
+def best_worker(state: ClusterState, variant: str) -> WorkerState | None:
+    """Least-backlogged healthy worker serving this variant."""
+    ws = [w for w in state.workers if w.serves(variant)]
     return min(ws, key=lambda w: (w.backlog_s, w.name)) if ws else None
 
 
 def estimate(profile: Profile, state: ClusterState, variant: str) -> tuple[WorkerState | None, float]:
     """(worker, seconds until this variant would finish on it)."""
-    w = best_worker(state, family_of(variant))
+    w = best_worker(state, variant)
     return (w, float("inf")) if w is None else (w, w.backlog_s + service_s(profile, variant))
 
 

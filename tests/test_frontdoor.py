@@ -34,6 +34,7 @@ def profile_path(triton, tmp_path_factory):
 
 def start_frontdoor(triton, profile_path, policy, extra_workers=(), **kw):
     port = free_port_block(2)
+    kw.setdefault("allow_unauthenticated", "auth_token" not in kw)
     cfg = FrontDoorConfig(workers=[triton.config.grpc_url, *extra_workers], profile_path=profile_path, policy=policy, port=port,
                           metrics_port=None, **kw)
     server, engine = serve(cfg)

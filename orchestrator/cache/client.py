@@ -29,28 +29,28 @@ def _result(res) -> Retrieval:
     return Retrieval(res.as_numpy("ENTRY_IDS"), res.as_numpy("SIMILARITY"), res.as_numpy("LATENT"), res.as_numpy("K").reshape(-1))
 
 
-def lookup(client, embeddings: np.ndarray, k: int | None = None, tenants: list[str] | None = None) -> Retrieval:
+def lookup(client, embeddings: np.ndarray, k: int | None = None, tenants: list[str] | None = None, timeout_s: float | None = None) -> Retrieval:
     """Best cached latents for each embedding; with ``k`` the latent at that level if it clears its threshold."""
     inputs = _common(embeddings, tenants)
     if k is not None:
         inputs.append(infer_input("STEP_SKIP_K", np.full((len(embeddings), 1), k, np.int32), "INT32"))
-    return _result(client.infer(MODEL, inputs))
+    return _result(client.infer(MODEL, inputs, client_timeout=timeout_s))
 
 
-def insert(client, embeddings: np.ndarray, level_latents: np.ndarray, tenants: list[str] | None = None) -> np.ndarray:
+def insert(client, embeddings: np.ndarray, level_latents: np.ndarray, tenants: list[str] | None = None, timeout_s: float | None = None) -> np.ndarray:
     """Store generations' latents (the ensembles' LEVEL_LATENTS output); returns their entry ids."""
     inputs = _common(embeddings, tenants) + [infer_input("LEVEL_LATENTS", np.ascontiguousarray(level_latents, dtype=np.float32), "FP32")]
-    ids = client.infer(MODEL, inputs).as_numpy("ENTRY_IDS")
+    ids = client.infer(MODEL, inputs, client_timeout=timeout_s).as_numpy("ENTRY_IDS")
     return ids.max(axis=1)
 
 
-def encode(client, prompts: list[str]) -> np.ndarray:
+def encode(client, prompts: list[str], timeout_s: float | None = None) -> np.ndarray:
     """Unit-norm pooled prompt embeddings from the text_encoder model (what the cache is keyed on,
     and what the prompt classes and the quality predictor read)."""
     out = []
     for i in range(0, len(prompts), 8):
         part = np.array([p.encode() for p in prompts[i : i + 8]], dtype=np.object_).reshape(-1, 1)
-        out.append(client.infer("text_encoder", [infer_input("PROMPT", part, "BYTES")]).as_numpy("TEXT_EMBEDS"))
+        out.append(client.infer("text_encoder", [infer_input("PROMPT", part, "BYTES")], client_timeout=timeout_s).as_numpy("TEXT_EMBEDS"))
     emb = np.concatenate(out)
     return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 

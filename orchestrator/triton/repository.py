@@ -23,6 +23,19 @@ HAND_WRITTEN = ("text_encoder", "unet", "vae_decoder", "denoiser", "cache_retrie
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelDims:
+    """Tensor shapes of the served model (per item, batch excluded). Defaults: the embedded tiny
+    model; real SD-XL is 77 tokens, 2048 hidden, 1280 pooled, 4x128x128 latents, 1024 px."""
+
+    token_len: int = TOKEN_LEN
+    hidden_dim: int = TEXT_DIM
+    pooled_dim: int = POOLED_DIM
+    latent_shape: tuple[int, int, int] = (LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)
+    image_size: int = IMAGE_SIZE
+    time_ids_dim: int = TIME_IDS_DIM
+
+
+@dataclasses.dataclass(frozen=True)
 class RepositoryConfig:
     """What the generated repository serves. Defaults match the paper's K set of a 50-step schedule."""
 
@@ -37,6 +50,10 @@ class RepositoryConfig:
     """Largest batch of prompts per request and per dynamic batch."""
     max_queue_delay_us: int = 2000
     """How long the denoisers wait to fill a batch; short, since a step costs ~10 ms here."""
+    queue_timeout_s: float = 120.0
+    """Triton rejects a denoiser request still queued after this long (queue policy default
+    timeout; it also makes per-request timeouts effective, see the recipe), so a stuck model
+    cannot hold requests forever."""
     denoiser_instances: int = 1
     unet_instances: int = 1
     cache_byte_budget: int = 256 * 2**20
@@ -46,6 +63,9 @@ class RepositoryConfig:
     cache_thresholds: tuple[tuple[int, float], ...] = ((5, 0.50), (10, 0.50), (15, 0.50), (20, 0.50), (25, 0.62))
     """(K, minimum similarity) pairs, calibrated on the embedded model by `argus eval-embedded` with a
     floor of 0.5 (docs/cache.md); NIRVANA's published defaults are 0.65/0.75/0.85/0.90/0.95."""
+    dims: ModelDims = ModelDims()
+    with_fast: bool = True
+    """Serve the fast model as a variant (a pipeline without one, e.g. plain SD-XL, sets False)."""
 
     def __post_init__(self):
         if not self.step_skip_levels or 0 not in self.step_skip_levels:
@@ -56,7 +76,7 @@ class RepositoryConfig:
 
     @property
     def variants(self) -> list[str]:
-        return [f"k{k}" for k in sorted(self.step_skip_levels)] + ["fast"]
+        return [f"k{k}" for k in sorted(self.step_skip_levels)] + (["fast"] if self.with_fast else [])
 
 
 def variant_k(variant: str) -> int:
@@ -85,49 +105,65 @@ def _params(params: dict[str, str]) -> str:
     return "".join(f'parameters: {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in params.items())
 
 
-def _python_config(name, max_batch, inputs, outputs, instances=1, dynamic_batching_us=None, params=None) -> str:
+def _python_config(name, max_batch, inputs, outputs, instances=1, dynamic_batching_us=None, params=None, queue_timeout_s=None) -> str:
     text = f'name: "{name}"\nbackend: "python"\nmax_batch_size: {max_batch}\n'
     text += _io("input", inputs) + _io("output", outputs)
     text += f"instance_group [ {{ kind: KIND_CPU count: {instances} }} ]\n"
     if dynamic_batching_us is not None:
-        text += f"dynamic_batching {{ max_queue_delay_microseconds: {dynamic_batching_us} }}\n"
+        policy = ""
+        if queue_timeout_s is not None:
+            policy = (f" default_queue_policy {{ timeout_action: REJECT default_timeout_microseconds: {int(queue_timeout_s * 1e6)}"
+                      " allow_timeout_override: true }")
+        text += f"dynamic_batching {{ max_queue_delay_microseconds: {dynamic_batching_us}{policy} }}\n"
     return text + _params(params or {})
 
 
-LATENT_DIMS = (LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)
-HIDDEN = _tensor("ENCODER_HIDDEN_STATES", "TYPE_FP32", (TOKEN_LEN, TEXT_DIM))
-POOLED = _tensor("TEXT_EMBEDS", "TYPE_FP32", (POOLED_DIM,))
+def _hidden(cfg: RepositoryConfig) -> str:
+    return _tensor("ENCODER_HIDDEN_STATES", "TYPE_FP32", (cfg.dims.token_len, cfg.dims.hidden_dim))
+
+
+def _pooled(cfg: RepositoryConfig) -> str:
+    return _tensor("TEXT_EMBEDS", "TYPE_FP32", (cfg.dims.pooled_dim,))
+
+
+def _image(cfg: RepositoryConfig) -> str:
+    return _tensor("IMAGE", "TYPE_UINT8", (cfg.dims.image_size, cfg.dims.image_size, 3))
 
 
 def text_encoder_config(cfg: RepositoryConfig) -> str:
-    return _python_config("text_encoder", cfg.max_batch_size, [_tensor("PROMPT", "TYPE_STRING", (1,))], [HIDDEN, POOLED], dynamic_batching_us=0)
+    return _python_config("text_encoder", cfg.max_batch_size, [_tensor("PROMPT", "TYPE_STRING", (1,))], [_hidden(cfg), _pooled(cfg)], dynamic_batching_us=0)
 
 
 def unet_config(cfg: RepositoryConfig, name: str) -> str:
     inputs = [
-        _tensor("SAMPLE", "TYPE_FP32", LATENT_DIMS),
+        _tensor("SAMPLE", "TYPE_FP32", cfg.dims.latent_shape),
         _tensor("TIMESTEP", "TYPE_FP32", (1,)),
-        HIDDEN,
-        POOLED,
-        _tensor("TIME_IDS", "TYPE_FP32", (TIME_IDS_DIM,)),
+        _hidden(cfg),
+        _pooled(cfg),
+        _tensor("TIME_IDS", "TYPE_FP32", (cfg.dims.time_ids_dim,)),
     ]
     # Classifier-free guidance doubles the denoiser's batch; several denoisers may share a batch.
     return _python_config(
-        name, 4 * cfg.max_batch_size, inputs, [_tensor("NOISE_PRED", "TYPE_FP32", LATENT_DIMS)],
+        name, 4 * cfg.max_batch_size, inputs, [_tensor("NOISE_PRED", "TYPE_FP32", cfg.dims.latent_shape)],
         instances=cfg.unet_instances, dynamic_batching_us=0, params={"UNET_NAME": name},
     )
 
 
 def vae_decoder_config(cfg: RepositoryConfig) -> str:
     return _python_config(
-        "vae_decoder", cfg.max_batch_size, [_tensor("LATENT", "TYPE_FP32", LATENT_DIMS)],
-        [_tensor("IMAGE", "TYPE_UINT8", (IMAGE_SIZE, IMAGE_SIZE, 3))], dynamic_batching_us=0,
+        "vae_decoder", cfg.max_batch_size, [_tensor("LATENT", "TYPE_FP32", cfg.dims.latent_shape)],
+        [_image(cfg)], dynamic_batching_us=0,
     )
+
+
+def time_ids(dims: ModelDims) -> tuple[int, ...]:
+    """SD-XL micro-conditioning for an uncropped square image: (h, w, top, left, target h, target w)."""
+    return (dims.image_size, dims.image_size, 0, 0, dims.image_size, dims.image_size)
 
 
 def denoiser_config(cfg: RepositoryConfig, name: str, k: int | None, fast: bool = False) -> str:
     """k=None: the generic denoiser, K comes from the STEP_SKIP_K input."""
-    inputs = [HIDDEN, POOLED, _tensor("SEED", "TYPE_INT64", (1,)), _tensor("LATENT", "TYPE_FP32", LATENT_DIMS, optional=not k)]
+    inputs = [_hidden(cfg), _pooled(cfg), _tensor("SEED", "TYPE_INT64", (1,)), _tensor("LATENT", "TYPE_FP32", cfg.dims.latent_shape, optional=not k)]
     if k is None:
         inputs.append(_tensor("STEP_SKIP_K", "TYPE_INT32", (1,)))
     params = {
@@ -136,38 +172,40 @@ def denoiser_config(cfg: RepositoryConfig, name: str, k: int | None, fast: bool 
         "GUIDANCE_SCALE": str(cfg.guidance_scale),
         "STEP_SKIP_K": str(-1 if k is None else k),
         "SAVE_LEVELS": "" if fast else ",".join(map(str, sorted(cfg.step_skip_levels))),
+        "LATENT_SHAPE": ",".join(map(str, cfg.dims.latent_shape)),
+        "TIME_IDS": ",".join(map(str, time_ids(cfg.dims))),
     }
     return _python_config(
-        name, cfg.max_batch_size, inputs, [_tensor("LATENT_OUT", "TYPE_FP32", LATENT_DIMS), *level_latents(cfg, fast)],
-        instances=cfg.denoiser_instances, dynamic_batching_us=cfg.max_queue_delay_us, params=params,
+        name, cfg.max_batch_size, inputs, [_tensor("LATENT_OUT", "TYPE_FP32", cfg.dims.latent_shape), *level_latents(cfg, fast)],
+        instances=cfg.denoiser_instances, dynamic_batching_us=cfg.max_queue_delay_us, params=params, queue_timeout_s=cfg.queue_timeout_s,
     )
 
 
 def level_latents(cfg: RepositoryConfig, fast: bool = False) -> list[str]:
     """Intermediate latents at each step-skip level (for the cache); none for the fast model."""
-    return [] if fast else [_tensor("LEVEL_LATENTS", "TYPE_FP32", (len(cfg.step_skip_levels), *LATENT_DIMS))]
+    return [] if fast else [_tensor("LEVEL_LATENTS", "TYPE_FP32", (len(cfg.step_skip_levels), *cfg.dims.latent_shape))]
 
 
 def cache_retrieval_config(cfg: RepositoryConfig) -> str:
     cached = [k for k in sorted(cfg.step_skip_levels) if k > 0]
     thresholds = dict(cfg.cache_thresholds)
     inputs = [
-        POOLED,
+        _pooled(cfg),
         _tensor("STEP_SKIP_K", "TYPE_INT32", (1,), optional=True),
         _tensor("TENANT", "TYPE_STRING", (1,), optional=True),
-        _tensor("LEVEL_LATENTS", "TYPE_FP32", (len(cfg.step_skip_levels), *LATENT_DIMS), optional=True),
+        _tensor("LEVEL_LATENTS", "TYPE_FP32", (len(cfg.step_skip_levels), *cfg.dims.latent_shape), optional=True),
     ]
     outputs = [
         _tensor("ENTRY_IDS", "TYPE_INT64", (len(cached),)),
         _tensor("SIMILARITY", "TYPE_FP32", (len(cached),)),
-        _tensor("LATENT", "TYPE_FP32", LATENT_DIMS),
+        _tensor("LATENT", "TYPE_FP32", cfg.dims.latent_shape),
         _tensor("K", "TYPE_INT32", (1,)),
     ]
     params = {
         "LEVELS": ",".join(map(str, cached)),
         "ALL_LEVELS": ",".join(map(str, sorted(cfg.step_skip_levels))),
-        "EMBEDDING_DIM": str(POOLED_DIM),
-        "LATENT_SHAPE": ",".join(map(str, LATENT_DIMS)),
+        "EMBEDDING_DIM": str(cfg.dims.pooled_dim),
+        "LATENT_SHAPE": ",".join(map(str, cfg.dims.latent_shape)),
         "BYTE_BUDGET": str(cfg.cache_byte_budget),
         "POLICY": cfg.cache_policy,
         "THRESHOLDS": ",".join(f"{k}:{thresholds.get(k, 0.95)}" for k in cached),
@@ -187,7 +225,7 @@ def ensemble_config(cfg: RepositoryConfig, variant: str) -> str:
     inputs = [_tensor("PROMPT", "TYPE_STRING", (1,)), _tensor("SEED", "TYPE_INT64", (1,))]
     den_in = {"ENCODER_HIDDEN_STATES": "hidden", "TEXT_EMBEDS": "pooled", "SEED": "SEED"}
     if k > 0:
-        inputs.append(_tensor("LATENT", "TYPE_FP32", LATENT_DIMS))
+        inputs.append(_tensor("LATENT", "TYPE_FP32", cfg.dims.latent_shape))
         den_in["LATENT"] = "LATENT"
     steps = [
         _step("text_encoder", {"PROMPT": "PROMPT"}, {"ENCODER_HIDDEN_STATES": "hidden", "TEXT_EMBEDS": "pooled"}),
@@ -195,7 +233,7 @@ def ensemble_config(cfg: RepositoryConfig, variant: str) -> str:
         _step("vae_decoder", {"LATENT": "latent"}, {"IMAGE": "IMAGE"}),
     ]
     text = f'name: "{ensemble_name(variant)}"\nplatform: "ensemble"\nmax_batch_size: {cfg.max_batch_size}\n'
-    outputs = [_tensor("IMAGE", "TYPE_UINT8", (IMAGE_SIZE, IMAGE_SIZE, 3)), *level_latents(cfg, variant == "fast")]
+    outputs = [_image(cfg), *level_latents(cfg, variant == "fast")]
     text += _io("input", inputs) + _io("output", outputs)
     return text + "ensemble_scheduling { step [\n" + ",\n".join(steps) + "\n] }\n"
 
@@ -221,8 +259,9 @@ def render_repository(cfg: RepositoryConfig) -> dict[str, str]:
         "denoiser/config.pbtxt": denoiser_config(cfg, "denoiser", None),
         "cache_retrieval/config.pbtxt": cache_retrieval_config(cfg),
     }
-    files["unet_fast/config.pbtxt"] = unet_config(cfg, "unet_fast")
-    files["unet_fast/1/model.py"] = SHIM.format(name="unet_fast", target="unet")
+    if cfg.with_fast:
+        files["unet_fast/config.pbtxt"] = unet_config(cfg, "unet_fast")
+        files["unet_fast/1/model.py"] = SHIM.format(name="unet_fast", target="unet")
     for variant in cfg.variants:
         name = denoiser_name(variant)
         files[f"{name}/config.pbtxt"] = denoiser_config(cfg, name, variant_k(variant), fast=variant == "fast")
