@@ -384,7 +384,7 @@ def serve(
     signal.signal(signal.SIGINT, lambda *a: done.set())
     done.wait()
     drained = engine.drain(drain_timeout_s)
-    server.stop(grace=5).wait()
+    server.stop(grace=1).wait()  # drain already waited for in-flight requests
     engine.close()
     for s in servers.values():
         s.stop()
