@@ -99,6 +99,15 @@ def service_s(profile: Profile, variant: str) -> float:
     return lat[min(lat)] / 1000.0
 
 
+def booked_s(profile: Profile, variant: str, slo_ms: float) -> float:
+    """Worker seconds one request adds to the backlog: its share of a batch of the largest size
+    that still fits the SLO (under load, requests queued for one variant run together)."""
+    lat = profile.variants[variant].latency_ms
+    fits = [b for b, ms in lat.items() if ms <= slo_ms] or [min(lat)]
+    b = max(fits)
+    return lat[b] / 1000.0 / b
+
+
 def best_worker(state: ClusterState, variant: str) -> WorkerState | None:
     """Least-backlogged healthy worker serving this variant."""
     ws = [w for w in state.workers if w.serves(variant)]
@@ -118,7 +127,8 @@ def route_fixed(req: RequestFeatures, state: ClusterState, profile: Profile, var
         return Decision(None, None, f"no healthy worker serves {variant}")
     if shed_late and now_s + eta > req.deadline_s:
         return Decision(None, None, f"{variant} cannot meet the deadline ({eta:.3f}s needed)")
-    return Decision(variant, w.name, "fixed", req.predicted_quality.get(variant, 0.0), eta, booked_s=service_s(profile, variant))
+    return Decision(variant, w.name, "fixed", req.predicted_quality.get(variant, 0.0), eta,
+                    booked_s=booked_s(profile, variant, 1000.0 * (req.deadline_s - req.arrival_s)))
 
 
 PRICE_STEP = 0.05
@@ -169,7 +179,7 @@ def route_planned(
         v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"
-        return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), eta, booked_s=service_s(profile, v),
+        return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), eta, booked_s=booked_s(profile, v, slo_ms),
                         price_delta=PRICE_STEP * (cost[v] - budget))
     planned = [f for f in feasible if target.get(f[0], 0.0) > 0]
     if planned:
@@ -178,7 +188,7 @@ def route_planned(
     else:
         v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0), -f[3]))
         reason = "redirect: planned variants saturated"
-    return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), eta, booked_s=service_s(profile, v))
+    return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), eta, booked_s=booked_s(profile, v, slo_ms))
 
 
 def assign_families(current: list[str], wanted_counts: dict[str, int]) -> list[str]:

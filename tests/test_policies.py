@@ -144,7 +144,12 @@ def test_booking_and_release_move_the_worker_backlog():
     req = request()
     d = p.route(req, st, 0.0)
     st.apply(req, d, p.variants)
-    assert st.worker(d.worker).backlog_s == pytest.approx(1.0) and st.served[0, p.variants.index("k0")] == 1
+    from orchestrator.router import booked_s
+
+    # Booked: k0's share of the largest batch that fits the SLO (at most its batch-1 latency, 1 s here).
+    assert d.booked_s == pytest.approx(booked_s(p.ctx.profile, "k0", 1000 * (req.deadline_s - req.arrival_s)))
+    assert 0 < d.booked_s <= 1.0
+    assert st.worker(d.worker).backlog_s == pytest.approx(d.booked_s) and st.served[0, p.variants.index("k0")] == 1
     assert st.release(d) == 0.0
 
 
