@@ -91,7 +91,10 @@ def export_onnx(spec: GraphSpec, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     args = tuple(torch.from_numpy(a) for a in spec.inputs.values())
     axes = {n: {0: "batch"} for n in [*spec.inputs, *spec.outputs]}
-    with torch.inference_mode():
+    import warnings
+
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python branches on shapes: the batch axis stays dynamic
         torch.onnx.export(spec.module.eval(), args, str(path), input_names=list(spec.inputs), output_names=spec.outputs,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     return path

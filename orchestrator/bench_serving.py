@@ -14,7 +14,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from orchestrator.triton.client import generate
-from orchestrator.triton.repository import RepositoryConfig, ensemble_name, models_to_load
+from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, ensemble_name, models_to_load
 from orchestrator.triton.server import TritonConfig, TritonServer
 
 PROMPT = "a large red circle on the left and a small blue square on the right on a gray background"
@@ -58,6 +58,22 @@ def _drive(fn, n: int, concurrency: int, name: str) -> Cell:
     return Cell(name, lat, time.perf_counter() - t0)
 
 
+def _onnx_step(path):
+    import onnxruntime as ort
+    import torch
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def step(x, t, hid, pool, time_ids):
+        feeds = {"SAMPLE": x.numpy(), "TIMESTEP": t.numpy().reshape(-1, 1), "ENCODER_HIDDEN_STATES": hid.numpy(), "TEXT_EMBEDS": pool.numpy(),
+                 "TIME_IDS": time_ids.numpy()}
+        return torch.from_numpy(sess.run(["NOISE_PRED"], feeds)[0])
+
+    return step
+
+
 def run_serving_bench(cfg: ServingBenchConfig, console=None) -> list[Cell]:
     import torch
     from rich.table import Table
@@ -80,9 +96,12 @@ def run_serving_bench(cfg: ServingBenchConfig, console=None) -> list[Cell]:
             for conc in (1, cfg.concurrency):
                 cells.append(_drive(lambda i, v=variant, s=start: generate(client, [PROMPT], [i], v, s), cfg.requests, conc, f"triton {ensemble_name(variant)} c={conc}"))
                 log(f"{cells[-1].name}: {cells[-1].images_per_s:.2f} img/s")
-    # In-process reference: the same pipeline code, one torch thread (as each Triton model instance).
+    # In-process reference: the same pipeline code, one thread (as each Triton model instance), the
+    # UNet on the repository's runtime (onnxruntime: the same exported graph Triton runs).
     torch.set_num_threads(1)
     pipe = TinyPipeline(load_components(), guidance_scale=repo.guidance_scale)
+    if repo.runtime == "onnxruntime":
+        pipe.unet_step_fn = lambda name="unet": _onnx_step(PROJECT_REPOSITORY / name / "1" / "model.onnx")
     start_t = torch.from_numpy(latent)
     for variant in cfg.variants:
         k = int(variant[1:])

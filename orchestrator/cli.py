@@ -299,15 +299,17 @@ def profile(
     pool: int = typer.Option(240, help="Earlier generations the K variants reuse latents from."),
     repeats: int = typer.Option(3),
     batches: str = typer.Option("1,2,4,8"),
+    latency_only: bool = typer.Option(False, help="Keep the quality table of the existing --out profile; re-measure latencies."),
 ):
     """Measure latency per variant and batch through Triton and quality per prompt and variant; write the profile."""
     import tritonclient.grpc as grpcclient
 
+    from orchestrator.profile import Profile
     from orchestrator.profiling import build_profile, measure_quality
     from orchestrator.triton.repository import RepositoryConfig
 
     client = grpcclient.InferenceServerClient(url)
-    quality = measure_quality(prompts, pool)
+    quality = Profile.load(out).quality if latency_only else measure_quality(prompts, pool)
     load_s = _measure_fast_load_s(client)
     prof = build_profile(client, RepositoryConfig(), quality, load_s, _levels(batches), repeats)
     out.parent.mkdir(parents=True, exist_ok=True)

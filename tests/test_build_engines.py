@@ -93,25 +93,46 @@ def test_native_configs_for_the_gpu_image(tiny_dir, tmp_path):
 
 
 @pytest.mark.triton
-def test_built_repository_serves_the_same_images_as_torch(built, client):
-    """The ONNX repository in a real tritonserver (onnxruntime inside the Python backend) against the
-    project's torch repository, same prompts and seeds: k0 and a K=10 resume."""
-    ref = generate(client, PROMPTS, [3, 4], "k0")
+def test_built_and_default_repositories_serve_the_torch_images(built, client):
+    """The built ONNX repository in a real tritonserver (onnxruntime inside the Python backend) and
+    the project's default repository (runtime onnxruntime) against the torch pipeline in-process,
+    same prompts and seeds: k0 and a K=10 resume."""
+    import torch
+
+    from tiny_model.models import load_components
+    from tiny_model.pipeline import TinyPipeline
+
+    torch.set_num_threads(1)
+    pipe = TinyPipeline(load_components())
     latent = np.random.RandomState(1).randn(2, 4, 8, 8).astype(np.float32)
-    ref10 = generate(client, PROMPTS, [3, 4], "k10", latent)
+    ref = pipe.generate(PROMPTS, [3, 4])
+    ref10 = pipe.generate(PROMPTS, [3, 4], k=10, start_latents=torch.from_numpy(latent))
+    default = (generate(client, PROMPTS, [3, 4], "k0"), generate(client, PROMPTS, [3, 4], "k10", latent))
     repo = Path(built.repository)
     models = tuple(m for m in built.models_to_load if m in ("unet", "text_encoder_2_engine", "t2i_k0", "t2i_k10"))
     with TritonServer(triton_config(models, model_repository=repo)) as server:
         import tritonclient.grpc as grpcclient
 
         c = grpcclient.InferenceServerClient(server.config.grpc_url)
-        got = generate(c, PROMPTS, [3, 4], "k0")
-        got10 = generate(c, PROMPTS, [3, 4], "k10", latent)
-    for a, b in ((got, ref), (got10, ref10)):
-        assert a.shape == b.shape == (2, 32, 32, 3) and a.dtype == np.uint8
-        diff = np.abs(a.astype(int) - b.astype(int))
-        assert diff.mean() <= 1.0 and diff.max() <= 24, (diff.mean(), diff.max())
-    assert not np.array_equal(got[0], got[1])
+        got = (generate(c, PROMPTS, [3, 4], "k0"), generate(c, PROMPTS, [3, 4], "k10", latent))
+    for served in (default, got):
+        for a, b in zip(served, (ref, ref10)):
+            assert a.shape == b.shape == (2, 32, 32, 3) and a.dtype == np.uint8
+            diff = np.abs(a.astype(int) - b.astype(int))
+            assert diff.mean() <= 1.0 and diff.max() <= 24, (diff.mean(), diff.max())
+    assert not np.array_equal(got[0][0], got[0][1])
+
+
+def test_default_repository_runs_the_exported_graphs():
+    from build_engines.embedded import ensure_onnx
+    from orchestrator.triton.repository import ONNX_MODELS, PROJECT_REPOSITORY, RepositoryConfig, render_repository
+
+    files = render_repository(RepositoryConfig())
+    for model in ONNX_MODELS:
+        assert 'key: "RUNTIME" value: { string_value: "onnxruntime" }' in files[f"{model}/config.pbtxt"]
+        assert (PROJECT_REPOSITORY / model / "1" / "model.onnx").exists()
+    assert ensure_onnx(PROJECT_REPOSITORY, list(ONNX_MODELS)) == []  # current: nothing re-exported
+    assert 'string_value: "torch"' in render_repository(RepositoryConfig(runtime="torch"))["unet/config.pbtxt"]
 
 
 def test_tensorrt_engine_builds_where_a_gpu_is(tiny_dir, tmp_path):

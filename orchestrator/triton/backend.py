@@ -27,6 +27,26 @@ def set_threads() -> None:
     torch.set_num_threads(int(os.environ.get("ARGUS_TORCH_THREADS", "1")))
 
 
+def onnx_session(args: dict):
+    """An onnxruntime session on this model's ``model.onnx`` when its config says RUNTIME
+    onnxruntime, else None (torch). One intra-op thread per instance, like torch here."""
+    import json
+    from pathlib import Path
+
+    params = json.loads(args["model_config"]).get("parameters", {})
+    if params.get("RUNTIME", {}).get("string_value", "torch") != "onnxruntime":
+        return None
+    path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
+    if not path.exists():
+        raise FileNotFoundError(f"RUNTIME onnxruntime but {path} is missing; `argus repo write` exports it")
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(os.environ.get("ARGUS_TORCH_THREADS", "1"))
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 def error_response(message: str, invalid: bool = True):
     code = pb_utils.TritonError.INVALID_ARG if invalid else pb_utils.TritonError.INTERNAL
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message, code))

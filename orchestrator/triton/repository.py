@@ -64,10 +64,16 @@ class RepositoryConfig:
     """(K, minimum similarity) pairs, calibrated on the embedded model by `argus eval-embedded` with a
     floor of 0.5 (docs/cache.md); NIRVANA's published defaults are 0.65/0.75/0.85/0.90/0.95."""
     dims: ModelDims = ModelDims()
+    runtime: str = "onnxruntime"
+    """How the Python-backend text_encoder, unet(s) and vae_decoder run the embedded model:
+    'onnxruntime' (the graphs build_engines exports, written next to each model.py; 1.4x the
+    images/s of torch through Triton here, `argus bench engines`) or 'torch'."""
     with_fast: bool = True
     """Serve the fast model as a variant (a pipeline without one, e.g. plain SD-XL, sets False)."""
 
     def __post_init__(self):
+        if self.runtime not in ("onnxruntime", "torch"):
+            raise ValueError(f"runtime must be onnxruntime or torch, got {self.runtime!r}")
         if not self.step_skip_levels or 0 not in self.step_skip_levels:
             raise ValueError(f"step_skip_levels must include 0, got {self.step_skip_levels}")
         bad = [k for k in self.step_skip_levels if not 0 <= k < self.num_inference_steps]
@@ -131,7 +137,8 @@ def _image(cfg: RepositoryConfig) -> str:
 
 
 def text_encoder_config(cfg: RepositoryConfig) -> str:
-    return _python_config("text_encoder", cfg.max_batch_size, [_tensor("PROMPT", "TYPE_STRING", (1,))], [_hidden(cfg), _pooled(cfg)], dynamic_batching_us=0)
+    return _python_config("text_encoder", cfg.max_batch_size, [_tensor("PROMPT", "TYPE_STRING", (1,))], [_hidden(cfg), _pooled(cfg)], dynamic_batching_us=0,
+                          params={"RUNTIME": cfg.runtime})
 
 
 def unet_config(cfg: RepositoryConfig, name: str) -> str:
@@ -145,14 +152,14 @@ def unet_config(cfg: RepositoryConfig, name: str) -> str:
     # Classifier-free guidance doubles the denoiser's batch; several denoisers may share a batch.
     return _python_config(
         name, 4 * cfg.max_batch_size, inputs, [_tensor("NOISE_PRED", "TYPE_FP32", cfg.dims.latent_shape)],
-        instances=cfg.unet_instances, dynamic_batching_us=0, params={"UNET_NAME": name},
+        instances=cfg.unet_instances, dynamic_batching_us=0, params={"UNET_NAME": name, "RUNTIME": cfg.runtime},
     )
 
 
 def vae_decoder_config(cfg: RepositoryConfig) -> str:
     return _python_config(
         "vae_decoder", cfg.max_batch_size, [_tensor("LATENT", "TYPE_FP32", cfg.dims.latent_shape)],
-        [_image(cfg)], dynamic_batching_us=0,
+        [_image(cfg)], dynamic_batching_us=0, params={"RUNTIME": cfg.runtime},
     )
 
 
@@ -283,7 +290,15 @@ def write_repository(cfg: RepositoryConfig, out_dir: Path) -> list[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text() != text:  # unchanged files keep their mtime (no reload)
             path.write_text(text)
+    if cfg.runtime == "onnxruntime":
+        from build_engines.embedded import ensure_onnx
+
+        ensure_onnx(out_dir, [m for m in ONNX_MODELS if m != "unet_fast" or cfg.with_fast])
     return sorted(files)
+
+
+ONNX_MODELS = ("text_encoder", "unet", "unet_fast", "vae_decoder")
+"""The models that run an exported graph when runtime is onnxruntime (model.onnx next to model.py)."""
 
 
 def models_to_load(cfg: RepositoryConfig, variants: list[str] | None = None) -> list[str]:

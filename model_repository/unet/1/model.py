@@ -8,7 +8,7 @@ import json
 
 import torch
 
-from orchestrator.triton.backend import input_array, run_batched, set_threads
+from orchestrator.triton.backend import input_array, onnx_session, run_batched, set_threads
 from tiny_model.models import UNET_SPECS, load_unet
 
 INPUTS = ("SAMPLE", "TIMESTEP", "ENCODER_HIDDEN_STATES", "TEXT_EMBEDS", "TIME_IDS")
@@ -19,13 +19,16 @@ class TritonPythonModel:
         set_threads()
         params = json.loads(args["model_config"]).get("parameters", {})
         name = params.get("UNET_NAME", {}).get("string_value", "unet")
-        self.unet = load_unet(UNET_SPECS[name])
+        self.session = onnx_session(args)  # the exported graph (RUNTIME onnxruntime), else torch
+        self.unet = None if self.session is not None else load_unet(UNET_SPECS[name])
 
     def _parse(self, request):
         return {name: input_array(request, name) for name in INPUTS}
 
     @torch.inference_mode()
     def _compute(self, b):
+        if self.session is not None:
+            return {"NOISE_PRED": self.session.run(["NOISE_PRED"], b)[0]}
         t = {k: torch.from_numpy(v) for k, v in b.items()}
         out = self.unet(
             t["SAMPLE"],
