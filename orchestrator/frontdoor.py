@@ -315,6 +315,7 @@ class Engine:
 
     def decide(self, feats: RequestFeatures) -> Decision:
         with self.lock:
+            self.state.observe(feats, self.policy.variants)
             decision = self.policy.route(feats, self.state, time.monotonic())
             self.state.apply(feats, decision, self.policy.variants)
         return decision
@@ -399,8 +400,9 @@ class Engine:
                 previous = {}
                 for w in self.state.workers:
                     previous[w.family] = previous.get(w.family, 0) + 1
+                observed = self.state.observed_availability()
             try:
-                plan = self.policy.replan(demand, mix, len(self.cfg.workers), previous)
+                plan = self.policy.replan(demand, mix, len(self.cfg.workers), previous, observed)
             except Exception as e:  # noqa: BLE001 - a failed solve keeps the previous plan serving
                 log.error("replan failed (previous plan kept): %s", e)
                 continue

@@ -95,12 +95,13 @@ def solve(inp: PlanInput) -> Plan:
         # Worker shares below HiGHS's small-value tolerance are dropped (near-zero demand).
         load = sum(float(a) * f[c][v] for (c, v), a in coef.items() if a >= SMALL_COEF)
         h.addConstr(load - n[m] <= 0.0)
-        if m in prev:
-            h.addConstr(d[m] - n[m] >= -prev[m])
-            h.addConstr(d[m] + n[m] >= prev[m])
+        if inp.previous_workers is not None:  # a family absent before had 0 workers: adding one loads it
+            h.addConstr(d[m] - n[m] >= -prev.get(m, 0))
+            h.addConstr(d[m] + n[m] >= prev.get(m, 0))
     objective = sum(float(inp.class_mix[c] * inp.quality[c, v]) * f[c][v] for c in range(c_count) for v in range(v_count) if inp.class_mix[c] > 0)
     objective = objective - sum(SHED_PENALTY * float(inp.class_mix[c]) * shed[c] for c in range(c_count) if inp.class_mix[c] > 0)
-    objective = objective - sum(inp.switch_penalty_per_s * inp.load_time_s.get(m, 0.0) * d[m] for m in families if m in prev)
+    if inp.previous_workers is not None:
+        objective = objective - sum(inp.switch_penalty_per_s * inp.load_time_s.get(m, 0.0) * d[m] for m in families)
     h.maximize(objective)
     status = h.modelStatusToString(h.getModelStatus())
     fr = np.array([[h.val(f[c][v]) for v in range(v_count)] for c in range(c_count)])

@@ -57,6 +57,9 @@ class PolicyContext:
     classes: PromptClasses
     slo_ms: float
     headroom: float = 1.2
+    plan_interval_s: float | None = None
+    """How often the planner runs (None: 2x the k0 batch-of-one latency, as the benches and the
+    front door's default use); a model switch's outage is weighed against this horizon."""
 
 
 class Policy:
@@ -74,7 +77,10 @@ class Policy:
     def variants(self) -> list[str]:
         return list(self.ctx.profile.variants)
 
-    def replan(self, demand_rps: float, class_mix: np.ndarray, num_workers: int, previous: dict[str, int] | None) -> Plan | None:
+    def replan(self, demand_rps: float, class_mix: np.ndarray, num_workers: int, previous: dict[str, int] | None,
+               observed: np.ndarray | None = None) -> Plan | None:
+        """``observed``: (classes, variants) fraction of recent requests that found each variant
+        available (cache hits), from ``ClusterState.observed_availability``; None: the profile's."""
         return None
 
     def initial_families(self, num_workers: int) -> list[str]:
@@ -135,11 +141,11 @@ class Nirvana(Policy):
 class _Planned(Policy):
     """Shared by argus and proteus: plan with the MILP, route with route_planned."""
 
-    def plan_input(self, demand_rps, class_mix, num_workers, previous) -> PlanInput:
+    def plan_input(self, demand_rps, class_mix, num_workers, previous, observed=None) -> PlanInput:
         raise NotImplementedError
 
-    def replan(self, demand_rps, class_mix, num_workers, previous):
-        self.plan = solve(self.plan_input(demand_rps, class_mix, num_workers, previous))
+    def replan(self, demand_rps, class_mix, num_workers, previous, observed=None):
+        self.plan = solve(self.plan_input(demand_rps, class_mix, num_workers, previous, observed))
         return self.plan
 
     def _plan_class(self, req: RequestFeatures) -> int:
@@ -168,14 +174,23 @@ class _Planned(Policy):
             load_time_s={family_of(v): prof.variants[v].load_time_s for v in variants},
             previous_workers=previous,
             headroom=self.ctx.headroom,
+            switch_penalty_per_s=switch_penalty_per_s(num_workers, self.ctx.plan_interval_s or 2 * prof.variants["k0"].latency_ms[1] / 1000.0),
         )
+
+
+def switch_penalty_per_s(num_workers: int, horizon_s: float) -> float:
+    """A worker loading a model serves nothing: L seconds of it are L / (workers x horizon) of the
+    cluster's capacity over the plan's horizon, priced like shedding that share of the demand."""
+    from orchestrator.planner import SHED_PENALTY
+
+    return SHED_PENALTY / (max(num_workers, 1) * max(horizon_s, 1e-3))
 
 
 @register("argus")
 class Argus(_Planned):
     prompt_classes = True
 
-    def plan_input(self, demand_rps, class_mix, num_workers, previous):
+    def plan_input(self, demand_rps, class_mix, num_workers, previous, observed=None):
         ctx = self.ctx
         table = ctx.profile.quality
         variants = self.variants
@@ -192,6 +207,9 @@ class Argus(_Planned):
                 q[c, j] = pred[v][rows].mean() if v != "k0" else 1.0
                 if ctx.profile.variants[v].needs_cache:
                     a[c, j] = float((table.similarity[v][rows] >= ctx.profile.thresholds[ctx.profile.variants[v].k]).mean())
+        if observed is not None:  # the live cache's hit rates, where traffic has shown them
+            cached = [j for j, v in enumerate(variants) if ctx.profile.variants[v].needs_cache]
+            a[:, cached] = np.where(np.isnan(observed[:, cached]), a[:, cached], observed[:, cached])
         return self._common(variants, q, a, class_mix, demand_rps, num_workers, previous)
 
 
@@ -204,7 +222,7 @@ class Proteus(_Planned):
     def _plan_class(self, req):
         return 0
 
-    def plan_input(self, demand_rps, class_mix, num_workers, previous):
+    def plan_input(self, demand_rps, class_mix, num_workers, previous, observed=None):
         table = self.ctx.profile.quality
         variants = self.variants
         q = np.array([[1.0 if v == "k0" else float(table.relative_quality[v].mean()) for v in variants]])

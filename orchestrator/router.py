@@ -48,9 +48,34 @@ class ClusterState:
     price: np.ndarray | None = None
     """(classes,) price of worker time (in units of one k0 image) for prompt-aware routing."""
 
+    seen: np.ndarray | None = None
+    """(classes,) recent arrivals per class (decayed at each replan), for observed availability."""
+    hits: np.ndarray | None = None
+    """(classes, variants) of those, how many found each variant available."""
+
     def __post_init__(self):
         if self.price is None:
             self.price = np.zeros(self.served.shape[0])
+        if self.seen is None:
+            self.seen = np.zeros(self.served.shape[0])
+        if self.hits is None:
+            self.hits = np.zeros_like(self.served, dtype=float)
+
+    def observe(self, req: RequestFeatures, variants: list[str]) -> None:
+        """Count an arrival's class and which variants it found available."""
+        self.seen[req.prompt_class] += 1
+        for j, v in enumerate(variants):
+            if v in req.available:
+                self.hits[req.prompt_class, j] += 1
+
+    def observed_availability(self, min_seen: float = 5.0, decay: float = 0.5) -> np.ndarray:
+        """Per class and variant, the fraction of recent arrivals that found it available (NaN
+        where a class has fewer than ``min_seen`` recent arrivals); then decays the counts."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(self.seen[:, None] >= min_seen, self.hits / self.seen[:, None], np.nan)
+        self.seen *= decay
+        self.hits *= decay
+        return out
 
     def worker(self, name: str) -> WorkerState:
         return next(w for w in self.workers if w.name == name)
@@ -106,6 +131,11 @@ def booked_s(profile: Profile, variant: str, slo_ms: float) -> float:
     fits = [b for b, ms in lat.items() if ms <= slo_ms] or [min(lat)]
     b = max(fits)
     return lat[b] / 1000.0 / b
+
+
+def cheapest_s(profile: Profile, variants: list[str], family: str) -> float:
+    """Batch-of-one latency of the fastest variant a worker of this family serves."""
+    return min((service_s(profile, v) for v in variants if family_of(v) == family and v in profile.variants), default=0.0)
 
 
 def best_worker(state: ClusterState, variant: str) -> WorkerState | None:
@@ -176,7 +206,10 @@ def route_planned(
         price = float(state.price[req.prompt_class])
         cost = {f[0]: relative_cost(profile, f[0], slo_ms) for f in feasible}
         budget = sum(share * relative_cost(profile, v, slo_ms) for v, share in target.items() if v in profile.variants)
-        v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
+        # Keep the queue short enough that the next request can still meet its SLO with the
+        # worker's cheapest variant: a choice that would not is taken only if nothing else is feasible.
+        safe = [f for f in feasible if f[2].backlog_s + booked_s(profile, f[0], slo_ms) + cheapest_s(profile, variants, f[2].family) <= slo_ms / 1000.0]
+        v, _, w, eta = max(safe or feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"
         return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), eta, booked_s=booked_s(profile, v, slo_ms),

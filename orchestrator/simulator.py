@@ -137,6 +137,7 @@ class Simulator:
         self.arrivals_in_interval += 1
         feats, truth = self.features(req)
         truths[req.request_id] = truth
+        self.state.observe(feats, self.policy.variants)
         d = self.policy.route(feats, self.state, now)
         rec = Record(req.request_id, now, feats.deadline_s, d.variant, None, 0.0)
         self.records[req.request_id] = rec
@@ -186,7 +187,7 @@ class Simulator:
         previous: dict[str, int] = {}
         for w in self.workers:
             previous[w.state.family] = previous.get(w.state.family, 0) + 1
-        plan = self.policy.replan(self.forecaster.forecast(1), mix, len(self.workers), previous)
+        plan = self.policy.replan(self.forecaster.forecast(1), mix, len(self.workers), previous, self.state.observed_availability())
         if plan is None:
             return
         new = assign_families([w.state.family for w in self.workers], plan.workers)
