@@ -25,6 +25,7 @@ import numpy as np
 
 from orchestrator.bench_sim import POLICY_NAMES
 from orchestrator.profile import Profile
+from orchestrator.simulator import table_metrics
 from orchestrator.workload import Request, Trace, load_trace, real_prompts, request_stream, scale_to_peak, world_prompt_stream
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -215,14 +216,9 @@ def summarize_live(records: list[LiveRecord], duration_s: float) -> dict:
             key = r.error.split(":")[0]
             errors[key] = errors.get(key, 0) + 1
     return {
-        "requests": len(records),
-        "slo_violation_pct": 100.0 * sum(r.violated for r in records) / max(len(records), 1),
-        "shed_pct": 100.0 * (len(records) - len(served)) / max(len(records), 1),
-        "mean_quality": float(np.mean([r.relative_quality for r in served])) if served else 0.0,
-        "goodput_rps": len(ok) / max(duration_s, 1e-9),
-        "throughput_rps": len(served) / max(duration_s, 1e-9),
+        **table_metrics(len(records), sum(r.violated for r in records), [r.variant for r in served], [r.relative_quality for r in served],
+                        len(ok), duration_s),
         "p99_latency_ms": float(np.percentile([r.latency_ms for r in served], 99)) if served else None,
-        "variant_mix": {v: sum(r.variant == v for r in served) for v in sorted({r.variant for r in served})},
         "errors": errors,
         "lost": sum(1 for r in records if r.error and r.error.startswith("LOST")),
     }

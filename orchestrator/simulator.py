@@ -54,18 +54,25 @@ class SimWorker:
     available_at: float = 0.0
 
 
+def table_metrics(requests: int, violated: int, served_variants: list[str], served_quality: list[float], served_ok: int,
+                  duration_s: float) -> dict:
+    """The comparison table's columns, one definition for live and simulated runs: violations
+    (late or not served) over all requests, quality over served ones, goodput = served within SLO per second."""
+    return {
+        "requests": requests,
+        "slo_violation_pct": 100.0 * violated / max(requests, 1),
+        "shed_pct": 100.0 * (requests - len(served_variants)) / max(requests, 1),
+        "mean_quality": float(np.mean(served_quality)) if served_quality else 0.0,
+        "goodput_rps": served_ok / max(duration_s, 1e-9),
+        "throughput_rps": len(served_variants) / max(duration_s, 1e-9),
+        "variant_mix": {v: served_variants.count(v) for v in sorted(set(served_variants))},
+    }
+
+
 def summarize(records: list[Record], duration_s: float) -> dict:
     served = [r for r in records if r.variant is not None]
-    ok = [r for r in served if not r.violated]
-    return {
-        "requests": len(records),
-        "slo_violation_pct": 100.0 * sum(r.violated for r in records) / max(len(records), 1),
-        "shed_pct": 100.0 * (len(records) - len(served)) / max(len(records), 1),
-        "mean_quality": float(np.mean([r.quality for r in served])) if served else 0.0,
-        "goodput_rps": len(ok) / max(duration_s, 1e-9),
-        "throughput_rps": len(served) / max(duration_s, 1e-9),
-        "variant_mix": {v: sum(r.variant == v for r in served) for v in sorted({r.variant for r in served})},
-    }
+    return table_metrics(len(records), sum(r.violated for r in records), [r.variant for r in served], [r.quality for r in served],
+                         sum(not r.violated for r in served), duration_s)
 
 
 class Simulator:
