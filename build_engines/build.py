@@ -27,7 +27,7 @@ import torch
 
 from build_engines.export import GraphSpec, Parity, check_parity, export_onnx, graph_specs
 from build_engines.pipeline_dir import PipelineParts, load
-from orchestrator.triton.repository import (PROJECT_REPOSITORY, ModelDims, RepositoryConfig, _io, _params, _tensor, models_to_load,
+from orchestrator.triton.repository import (PROJECT_REPOSITORY, ModelDims, RepositoryConfig, _io, _params, _tensor, denoiser_name, models_to_load,
                                             render_repository)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -185,17 +185,18 @@ def repository_config(cfg: BuildConfig, parts: PipelineParts) -> RepositoryConfi
 def write_pipeline_models(cfg: BuildConfig, parts: PipelineParts, graphs: dict[str, GraphSpec], engine_names: dict[str, str], out: Path) -> None:
     """Everything around the engines: the tokenizing text_encoder, denoisers, cache, ensembles."""
     repo_cfg = repository_config(cfg, parts)
-    replaced = {"text_encoder/config.pbtxt", "unet/config.pbtxt", "unet_fast/config.pbtxt", "unet_fast/1/model.py", "vae_decoder/config.pbtxt"}
+    replaced = {"text_encoder/config.pbtxt", "unet/config.pbtxt", "unet/1/model.py", "unet_fast/config.pbtxt", "unet_fast/1/model.py", "vae_decoder/config.pbtxt"}
     for rel, text in render_repository(repo_cfg).items():
         if rel in replaced:
             continue
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    for model in ("denoiser", "cache_retrieval"):
-        shutil.copytree(PROJECT_REPOSITORY / model / "1", out / model / "1", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_REPOSITORY / "cache_retrieval" / "1", out / "cache_retrieval" / "1", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     hidden, pooled = uncond_embedding(parts, graphs)
-    np.savez(out / "denoiser" / "1" / "uncond.npz", hidden=hidden, pooled=pooled)
+    for variant in repo_cfg.variants:  # each denoiser reads the empty prompt's embedding from its own version dir
+        np.savez(out / denoiser_name(variant) / "1" / "uncond.npz", hidden=hidden, pooled=pooled)
     te = out / "text_encoder" / "1"
     te.mkdir(parents=True, exist_ok=True)
     shutil.copy(MODELS_DIR / "text_encoder.py", te / "model.py")

@@ -60,7 +60,7 @@ def _fresh(path: Path, stamp: str) -> bool:
 def ensure_onnx(repo: Path, models: list[str]) -> list[str]:
     """Make ``repo/<model>/1/model.onnx`` current for each model; returns those (re)written."""
     from build_engines.export import export_onnx, graph_specs
-    from orchestrator.triton.repository import PROJECT_REPOSITORY
+    from orchestrator.paths import MODEL_REPOSITORY as PROJECT_REPOSITORY
 
     stamp = fingerprint()
     written, specs = [], None

@@ -117,9 +117,9 @@ TOLERANCE = {"vae_decoder": 2.0}
 
 def check_parity(spec: GraphSpec, path: Path, batches: tuple[int, ...] = (1, 3)) -> list[Parity]:
     """onnxruntime (CPU) against PyTorch on random inputs at several batch sizes."""
-    import onnxruntime as ort
+    from triton_backend.ort import ort_session
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort_session(path, threads=None)
     out = []
     for b in batches:
         feeds = {k: np.resize(v, (b, *v.shape[1:])) for k, v in spec.inputs.items()}

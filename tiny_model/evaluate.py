@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from orchestrator.paths import DOCS_DIR
 from tiny_model.models import FAST_UNET, load_components
 from tiny_model.pipeline import TinyPipeline
 from tiny_model.quality import QualityScorer, relative_quality
@@ -44,7 +45,7 @@ class EvalConfig:
     cache serves, the others span lower similarities for the threshold calibration."""
     calibration_target: float = 0.95
     """Thresholds: lowest similarity at which reused latents keep this mean relative CLIP score."""
-    out_dir: Path = Path(__file__).resolve().parents[1] / "docs"
+    out_dir: Path = DOCS_DIR
 
 
 @dataclasses.dataclass
@@ -265,3 +266,16 @@ def render_markdown(r: dict, meta: dict) -> str:
               + ", ".join(f"{k} {v:.0f} s" for k, v in wall.items()) + ".", "",
               "Final losses: " + ", ".join(f"{k} {v:.4f}" for k, v in meta.get("final_loss", {}).items()) + "."]
     return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: Path) -> Path:
+    """``argus eval-embedded``: measure, then write ``embedded_model.md`` (after its hand-written head)."""
+    from tiny_model.models import WEIGHTS_DIR
+
+    results = run_eval(EvalConfig(out_dir=out_dir))
+    meta = json.loads((WEIGHTS_DIR / "meta.json").read_text())
+    head_path = out_dir / "embedded_model.head.md"
+    head = head_path.read_text() if head_path.exists() else ""
+    path = out_dir / "embedded_model.md"
+    path.write_text(head + render_markdown(results, meta))
+    return path

@@ -27,6 +27,7 @@ from tiny_model.models import (
     default_time_ids,
     scheduler_kwargs,
 )
+from orchestrator.paths import SHARED_DATA
 from tiny_model.world import render, sample_scene
 
 REAL_PROMPT_FILES = ("diffusiondb_2m_first_5k_prompts.txt", "PartiPrompts.tsv", "drawbench.csv", "geneval_evaluation_metadata.jsonl")
@@ -53,7 +54,7 @@ class TrainConfig:
     cond_dropout: float = 0.1
     num_threads: int = 2
     out_dir: Path = WEIGHTS_DIR
-    shared_prompts_dir: Path | None = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "prompts"
+    shared_prompts_dir: Path | None = SHARED_DATA / "prompts"
     log_every: int = 100
 
     @classmethod
@@ -264,3 +265,13 @@ if __name__ == "__main__":
         print(train_embedded(TrainConfig.smoke(Path("/tmp/argus_smoke_weights"))))
     else:
         print(train_embedded(TrainConfig()))
+
+
+def train_command(smoke: bool, out: Path | None, seed: int) -> dict:
+    """``argus train-embedded``: the full schedule into tiny_model/weights (or ``out``); ``smoke``: a
+    few steps of every phase into runs/smoke_weights (CI). Returns the wall time per phase."""
+    cfg = TrainConfig.smoke(out or Path("runs/smoke_weights")) if smoke else TrainConfig(seed=seed)
+    if out and not smoke:
+        cfg.out_dir = out
+    cfg.seed = seed
+    return train_embedded(cfg)["wall_s"]

@@ -6,25 +6,18 @@ config, so one file serves every exported part. CUDA is used when onnxruntime-gp
 """
 
 import json
-import os
 from pathlib import Path
 
-from orchestrator.triton.backend import input_array, run_batched
+from triton_backend.ort import instance_threads, ort_session
+from triton_backend.batching import input_array, run_batched
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        import onnxruntime as ort
-
         cfg = json.loads(args["model_config"])
         self.inputs = [t["name"] for t in cfg["input"]]
         self.outputs = [t["name"] for t in cfg["output"]]
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(os.environ.get("ARGUS_TORCH_THREADS", "1"))
-        opts.inter_op_num_threads = 1
-        wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        providers = [p for p in wanted if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(str(Path(__file__).resolve().parent / "model.onnx"), opts, providers=providers)
+        self.session = ort_session(Path(__file__).resolve().parent / "model.onnx", instance_threads(), cuda=True)
 
     def _parse(self, request):
         return {name: input_array(request, name) for name in self.inputs}

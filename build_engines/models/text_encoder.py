@@ -13,7 +13,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from build_engines.tokenize import TowerTokenizer
-from orchestrator.triton.backend import decode_prompts, input_array, run_batched
+from triton_backend.batching import decode_prompts, input_array, run_batched
 
 
 class TritonPythonModel:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import tritonclient.grpc as grpcclient
 
@@ -53,3 +55,25 @@ def generate_with_levels(
     outputs = [grpcclient.InferRequestedOutput(n) for n in names]
     result = client.infer(ensemble_name(variant), t2i_inputs(prompts, seeds, latents), outputs=outputs, client_timeout=timeout_s)
     return result.as_numpy("IMAGE"), result.as_numpy("LEVEL_LATENTS") if levels else None
+
+
+def generate_png(url: str, prompt: str, output: Path, k: int = 0, seed: int = 0, source: str | None = None, fast: bool = False,
+                 scale: int = 4) -> Path:
+    """``argus generate``: one image over gRPC; K>0 starts from the latent at step K of ``source``'s
+    K=0 generation (default: the prompt's own). Saved nearest-neighbour upscaled by ``scale``."""
+    from PIL import Image
+
+    from orchestrator.triton.repository import RepositoryConfig
+
+    client = grpcclient.InferenceServerClient(url)
+    if fast or k == 0:
+        images, _ = generate_with_levels(client, [prompt], [seed], "fast" if fast else "k0", levels=False)
+    else:
+        levels = sorted(RepositoryConfig().step_skip_levels)
+        if k not in levels:
+            raise ValueError(f"--k must be one of {levels}")
+        _, lv = generate_with_levels(client, [source or prompt], [seed], "k0")
+        images, _ = generate_with_levels(client, [prompt], [seed], f"k{k}", latents=lv[:, levels.index(k)], levels=False)
+    img = Image.fromarray(images[0])
+    img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST).save(output)
+    return output

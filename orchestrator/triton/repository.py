@@ -5,9 +5,10 @@ from a cached latent at step K) or ``fast`` (the smaller UNet with a short sched
 gets its own denoiser model (so dynamic batching only ever merges same-K requests, which then
 run in lockstep) and an ensemble ``t2i_<variant>`` that chains text_encoder -> denoiser -> vae_decoder.
 
-The hand-written model code lives in ``model_repository/{text_encoder,unet,vae_decoder,denoiser}/1``;
-this module writes every ``config.pbtxt`` and the per-variant denoiser shims, so the K set is
-configuration. ``model_repository/`` in the project is this module's output for the defaults.
+The hand-written model code lives in ``model_repository/{text_encoder,vae_decoder,cache_retrieval}/1``
+and in ``triton_backend`` (the UNet step and the denoiser loop, shared by several models); this
+module writes every ``config.pbtxt`` and the one-line ``model.py`` of each UNet and denoiser, so
+the K set is configuration. ``model_repository/`` in the project is this module's output for the defaults.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 
 from tiny_model.models import LATENT_CHANNELS, LATENT_SIZE, POOLED_DIM, TEXT_DIM, TIME_IDS_DIM, TOKEN_LEN, IMAGE_SIZE
 
-PROJECT_REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
-HAND_WRITTEN = ("text_encoder", "unet", "vae_decoder", "denoiser", "cache_retrieval")
+from orchestrator.paths import MODEL_REPOSITORY as PROJECT_REPOSITORY
+
+HAND_WRITTEN = ("text_encoder", "vae_decoder", "cache_retrieval")
+"""Models whose model.py is written by hand (the UNets and denoisers import theirs from triton_backend)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,16 +171,14 @@ def time_ids(dims: ModelDims) -> tuple[int, ...]:
     return (dims.image_size, dims.image_size, 0, 0, dims.image_size, dims.image_size)
 
 
-def denoiser_config(cfg: RepositoryConfig, name: str, k: int | None, fast: bool = False) -> str:
-    """k=None: the generic denoiser, K comes from the STEP_SKIP_K input."""
+def denoiser_config(cfg: RepositoryConfig, name: str, k: int, fast: bool = False) -> str:
+    """One variant's denoiser: K is fixed by its config, so a dynamic batch only holds same-K requests."""
     inputs = [_hidden(cfg), _pooled(cfg), _tensor("SEED", "TYPE_INT64", (1,)), _tensor("LATENT", "TYPE_FP32", cfg.dims.latent_shape, optional=not k)]
-    if k is None:
-        inputs.append(_tensor("STEP_SKIP_K", "TYPE_INT32", (1,)))
     params = {
         "UNET_MODEL": "unet_fast" if fast else "unet",
         "NUM_STEPS": str(cfg.fast_num_inference_steps if fast else cfg.num_inference_steps),
         "GUIDANCE_SCALE": str(cfg.guidance_scale),
-        "STEP_SKIP_K": str(-1 if k is None else k),
+        "STEP_SKIP_K": str(k),
         "SAVE_LEVELS": "" if fast else ",".join(map(str, sorted(cfg.step_skip_levels))),
         "LATENT_SHAPE": ",".join(map(str, cfg.dims.latent_shape)),
         "TIME_IDS": ",".join(map(str, time_ids(cfg.dims))),
@@ -245,15 +246,9 @@ def ensemble_config(cfg: RepositoryConfig, variant: str) -> str:
     return text + "ensemble_scheduling { step [\n" + ",\n".join(steps) + "\n] }\n"
 
 
-SHIM = '''"""{name}: the code of ../../{target}/1/model.py with this model's own config (written by orchestrator.triton.repository)."""
+SHIM = '''"""{name}: triton_backend.{target} with this model's own config (written by orchestrator.triton.repository)."""
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location("argus_{name}", Path(__file__).resolve().parents[2] / "{target}" / "1" / "model.py")
-_module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_module)
-TritonPythonModel = _module.TritonPythonModel
+from triton_backend.{target} import TritonPythonModel  # noqa: F401
 '''
 
 
@@ -262,8 +257,8 @@ def render_repository(cfg: RepositoryConfig) -> dict[str, str]:
     files = {
         "text_encoder/config.pbtxt": text_encoder_config(cfg),
         "unet/config.pbtxt": unet_config(cfg, "unet"),
+        "unet/1/model.py": SHIM.format(name="unet", target="unet"),
         "vae_decoder/config.pbtxt": vae_decoder_config(cfg),
-        "denoiser/config.pbtxt": denoiser_config(cfg, "denoiser", None),
         "cache_retrieval/config.pbtxt": cache_retrieval_config(cfg),
     }
     if cfg.with_fast:
@@ -291,7 +286,7 @@ def write_repository(cfg: RepositoryConfig, out_dir: Path) -> list[str]:
         if not path.exists() or path.read_text() != text:  # unchanged files keep their mtime (no reload)
             path.write_text(text)
     if cfg.runtime == "onnxruntime":
-        from build_engines.embedded import ensure_onnx
+        from build_engines.embedded import ensure_onnx  # imports torch: only when graphs are served
 
         ensure_onnx(out_dir, [m for m in ONNX_MODELS if m != "unet_fast" or cfg.with_fast])
     return sorted(files)

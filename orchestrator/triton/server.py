@@ -20,15 +20,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-STATE_DIR = PROJECT_ROOT / ".triton"
+from orchestrator.paths import MODEL_REPOSITORY, STATE_DIR
 
 
 @dataclasses.dataclass
 class TritonConfig:
     """How one tritonserver is started. Ports must be free; each server of a cluster gets its own."""
 
-    model_repository: Path = PROJECT_ROOT / "model_repository"
+    model_repository: Path = MODEL_REPOSITORY
     http_port: int = 18100
     grpc_port: int = 18101
     metrics_port: int = 18102
@@ -244,3 +243,33 @@ def down(grpc_port: int, timeout_s: float = 15.0) -> bool:
     terminate_group(st["pid"], timeout_s, lambda: _pid_exited(st["pid"]))
     _state_file(grpc_port).unlink(missing_ok=True)
     return True
+
+
+def up_detached(grpc_port: int, models: tuple[str, ...] = (), repository: Path | None = None) -> dict:
+    """``argus triton up``: the project's repository (written first) or another one, its listed
+    models (``models_to_load.txt``) unless ``models`` names some; HTTP on grpc-1, metrics grpc+1."""
+    from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, write_repository
+
+    if repository is None:
+        cfg = RepositoryConfig()
+        write_repository(cfg, PROJECT_REPOSITORY)
+        default = models_to_load(cfg)
+    else:
+        listed = repository / "models_to_load.txt"
+        default = listed.read_text().split() if listed.exists() else []
+    return up(TritonConfig(model_repository=repository or PROJECT_REPOSITORY, grpc_port=grpc_port, http_port=grpc_port - 1,
+                           metrics_port=grpc_port + 1, load_models=tuple(models) or tuple(default)))
+
+
+def status_with_models(grpc_port: int) -> dict:
+    """``argus triton status``: whether the detached server runs, and which models are ready."""
+    st = status(grpc_port)
+    if st.get("running"):
+        import tritonclient.grpc as grpcclient
+
+        try:
+            index = grpcclient.InferenceServerClient(st["grpc"]).get_model_repository_index(as_json=True).get("models", [])
+            st["ready_models"] = sorted(m["name"] for m in index if m.get("state") == "READY")
+        except Exception as e:  # noqa: BLE001 - status reports, it does not fail
+            st["error"] = str(e)
+    return st

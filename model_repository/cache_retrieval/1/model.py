@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from orchestrator.cache.store import CacheConfig, CacheInputError, LatentCache
-from orchestrator.triton.backend import BadRequest, error_response, input_array
-from orchestrator.validation import MAX_TENANT_BYTES, InvalidText, decode_text
+from triton_backend.cache_store import CacheConfig, CacheInputError, LatentCache
+from triton_backend.batching import BadRequest, error_response, input_array
+from triton_backend.validation import MAX_TENANT_BYTES, InvalidText, decode_text
 
 
 def _ints(text):

@@ -1,9 +1,3 @@
-"""denoiser_k20: the code of ../../denoiser/1/model.py with this model's own config (written by orchestrator.triton.repository)."""
+"""denoiser_k20: triton_backend.denoiser with this model's own config (written by orchestrator.triton.repository)."""
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location("argus_denoiser_k20", Path(__file__).resolve().parents[2] / "denoiser" / "1" / "model.py")
-_module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_module)
-TritonPythonModel = _module.TritonPythonModel
+from triton_backend.denoiser import TritonPythonModel  # noqa: F401

@@ -1,6 +1,6 @@
 """text_encoder: prompt (BYTES) -> token ids -> CLIP hidden states + pooled projected embedding."""
 
-from orchestrator.triton.backend import decode_prompts, input_array, onnx_session, run_batched, set_threads
+from triton_backend.batching import decode_prompts, input_array, onnx_session, run_batched, set_threads
 from tiny_model.models import load_clip, load_tokenizer
 from tiny_model.pipeline import encode_prompts
 

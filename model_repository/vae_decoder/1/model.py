@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from orchestrator.triton.backend import BadRequest, input_array, onnx_session, run_batched, set_threads
+from triton_backend.batching import BadRequest, input_array, onnx_session, run_batched, set_threads
 from tiny_model.models import load_vae
 
 

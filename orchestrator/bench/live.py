@@ -1,0 +1,349 @@
+"""``argus bench live``: replay one trace through the real stack (Triton + cache + front door) once
+per policy, then the same request stream through the simulator with the CPU profile, side by side.
+
+Phases, each a small function with a typed hand-off:
+
+    workload   trace -> scaled to peak x the k0 capacity -> Request stream (the simulator's too)
+    replay     per policy: a fresh front door, open-loop sends at the arrival times -> LiveRecord
+    reference  the k0 image of every (prompt, seed): reused where a policy served k0, else generated
+    score      CLIP score of every returned image / its k0 reference's -> relative quality
+    report     records.jsonl, summary.json, table, plots, live-vs-sim comparison
+
+Each policy gets its own cache tenant, so every policy starts from an empty cache and none profits
+from latents another policy's run left behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.bench.common import Workload, build_workload, simulate
+from orchestrator.paths import CPU_PROFILE, RUNS_DIR
+from orchestrator.policy.registry import policy_names
+from orchestrator.profile.schema import Profile
+from orchestrator.sim.simulator import table_metrics
+from orchestrator.sim.workload import Request
+
+
+@dataclasses.dataclass
+class LiveBenchConfig:
+    trace: str = "twitter"
+    policies: tuple[str, ...] = dataclasses.field(default_factory=policy_names)
+    minutes: float = 2.0
+    """The trace is compressed to this many minutes; every policy replays all of it."""
+    peak_load: float = 1.5
+    """Peak offered load as a multiple of the worker's k0 capacity at the SLO (from the profile)."""
+    slo_factor: float = 2.0
+    """SLO = slo_factor x the k0 batch-1 latency of the profile."""
+    prompts: str = "world"
+    seed: int = 0
+    profile_path: Path = CPU_PROFILE
+    out_dir: Path = RUNS_DIR / "live"
+    worker: str | None = None
+    """gRPC url of a running tritonserver with the whole repository loaded; None starts one."""
+    grpc_port: int = 18701
+    frontdoor_port: int = 18710
+    max_queue: int = 512
+    """Front-door admission bound; above the trace's backlog so that policies, not admission, decide."""
+    drain_timeout_s: float = 240.0
+    """After the last arrival, how long a policy's stragglers may take before they count as lost."""
+    bin_s: float = 10.0
+    """Width of the time bins of the plots."""
+
+
+@dataclasses.dataclass
+class LiveRecord:
+    policy: str
+    request_id: str
+    arrival_s: float
+    deadline_s: float
+    prompt: str
+    seed: int
+    variant: str | None = None
+    k: int | None = None
+    worker: str | None = None
+    predicted_quality: float | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    clip_score: float | None = None
+    relative_quality: float | None = None
+
+    @property
+    def served(self) -> bool:
+        return self.variant is not None and self.error is None
+
+    @property
+    def violated(self) -> bool:
+        return not self.served or self.latency_ms is None or self.arrival_s + self.latency_ms / 1000.0 > self.deadline_s
+
+
+# ------------------------------------------------------------------------------------------- workload
+def live_workload(cfg: LiveBenchConfig, profile: Profile, num_workers: int = 1) -> Workload:
+    """The stream every policy and the simulator replay: the trace compressed to ``minutes``."""
+    return build_workload(profile, cfg.trace, num_workers, cfg.peak_load, cfg.minutes * 60.0, cfg.prompts, cfg.slo_factor, cfg.seed)
+
+
+# ------------------------------------------------------------------------------------------- replay
+def replay(policy: str, requests: list[Request], worker: str, cfg: LiveBenchConfig, images: dict, progress=None) -> list[LiveRecord]:
+    """Open-loop: each request leaves at its arrival time whatever the answers so far."""
+    import tritonclient.grpc as grpcclient
+
+    from orchestrator.serve.config import FrontDoorConfig
+    from orchestrator.serve.grpc_service import serve
+    from orchestrator.triton.client import infer_input
+
+    fd = FrontDoorConfig(workers=[worker], profile_path=cfg.profile_path, policy=policy, port=cfg.frontdoor_port, metrics_port=None, allow_unauthenticated=True,
+                         max_queue=cfg.max_queue, score_quality=False, max_instances=0,
+                         default_slo_ms=requests[0].slo_ms if requests else 5000.0)
+    server, engine = serve(fd)
+    records = {r.request_id: LiveRecord(policy, r.request_id, r.arrival_s, r.arrival_s + r.slo_ms / 1000.0, r.prompt, r.seed) for r in requests}
+    done = threading.Event()
+    lock = threading.Lock()
+    pending = [len(requests)]
+    sent_at: dict[str, float] = {}
+
+    def finish(rid: str, result, error) -> None:
+        rec = records[rid]
+        rec.latency_ms = 1000.0 * (time.monotonic() - sent_at[rid])
+        if error is not None:
+            rec.error = f"{error.status()}: {error.message()}"
+        else:
+            params = result.get_response().parameters
+            rec.variant = params["variant"].string_param
+            rec.k = int(params["k"].string_param)
+            rec.worker = params["worker"].string_param
+            rec.predicted_quality = float(params["predicted_quality"].string_param)
+            images[(policy, rid)] = result.as_numpy("IMAGE")
+        with lock:
+            pending[0] -= 1
+            if pending[0] == 0:
+                done.set()
+        if progress is not None:
+            progress()
+
+    try:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{cfg.frontdoor_port}")
+        t0 = time.monotonic()
+        for r in requests:
+            time.sleep(max(0.0, t0 + r.arrival_s - time.monotonic()))
+            inputs = [infer_input("PROMPT", np.array([r.prompt.encode()], dtype=np.object_), "BYTES"),
+                      infer_input("SEED", np.array([r.seed], dtype=np.int64), "INT64"),
+                      infer_input("SLO_MS", np.array([r.slo_ms], dtype=np.float32), "FP32"),
+                      infer_input("TENANT", np.array([f"bench-{policy}".encode()], dtype=np.object_), "BYTES")]
+            sent_at[r.request_id] = time.monotonic()
+            client.async_infer("t2i", inputs, lambda result, error, rid=r.request_id: finish(rid, result, error), request_id=r.request_id,
+                               client_timeout=cfg.drain_timeout_s)
+        if requests and not done.wait(cfg.drain_timeout_s + 10):
+            for rec in records.values():
+                if rec.variant is None and rec.error is None:
+                    rec.error = "LOST: no answer within the drain timeout"
+        client.close()
+    finally:
+        server.stop(0)
+        engine.close()
+    return [records[r.request_id] for r in requests]
+
+
+# ------------------------------------------------------------------------------------------- reference + score
+def reference_images(requests: list[Request], records: list[LiveRecord], images: dict, worker: str, batch: int = 8) -> dict[str, np.ndarray]:
+    """The k0 image of each request's (prompt, seed): k0 is deterministic, so a k0 answer of any
+    policy is the reference; the rest are generated at the largest profiled batch."""
+    import tritonclient.grpc as grpcclient
+
+    from orchestrator.triton.client import generate
+
+    refs: dict[str, np.ndarray] = {}
+    for rec in records:
+        if rec.served and rec.variant == "k0" and rec.request_id not in refs:
+            refs[rec.request_id] = images[(rec.policy, rec.request_id)]
+    missing = [r for r in requests if r.request_id not in refs]
+    client = grpcclient.InferenceServerClient(worker)
+    for i in range(0, len(missing), batch):
+        chunk = missing[i:i + batch]
+        out = generate(client, [r.prompt for r in chunk], [r.seed for r in chunk], "k0", timeout_s=600)
+        for r, img in zip(chunk, out):
+            refs[r.request_id] = img
+    client.close()
+    return refs
+
+
+def score(records: list[LiveRecord], images: dict, refs: dict[str, np.ndarray], requests: list[Request]) -> None:
+    """CLIP score of every returned image relative to its k0 reference's, with the profile's floor
+    and cap (``tiny_model.quality.relative_quality``). Not capped at 1: a k0 answer batched
+    differently scores a little above or below its reference, and the mean stays unbiased."""
+    from tiny_model.quality import RELATIVE_FLOOR, QualityScorer, relative_quality
+
+    scorer = QualityScorer()
+    ref_ids = [r.request_id for r in requests]
+    ref_scores = dict(zip(ref_ids, _clip(scorer, np.stack([refs[i] for i in ref_ids]), [r.prompt for r in requests])))
+    base_all = np.array(list(ref_scores.values()))
+    served = [r for r in records if r.served]
+    if not served:
+        return
+    scores = _clip(scorer, np.stack([images[(r.policy, r.request_id)] for r in served]), [r.prompt for r in served])
+    base = np.array([ref_scores[r.request_id] for r in served])
+    # The floor is relative to the mean reference score of the whole stream, as in the profile.
+    rel = relative_quality(scores, np.maximum(base, RELATIVE_FLOOR * float(np.mean(base_all))))
+    for rec, s, q in zip(served, scores, rel):
+        rec.clip_score = float(s)
+        rec.relative_quality = float(q)
+
+
+def _clip(scorer, imgs: np.ndarray, prompts: list[str], batch: int = 256) -> np.ndarray:
+    return np.concatenate([scorer.clip_score(imgs[i:i + batch], prompts[i:i + batch]) for i in range(0, len(prompts), batch)])
+
+
+# ------------------------------------------------------------------------------------------- report
+def summarize_live(records: list[LiveRecord], duration_s: float) -> dict:
+    served = [r for r in records if r.served]
+    ok = [r for r in served if not r.violated]
+    errors: dict[str, int] = {}
+    for r in records:
+        if r.error:
+            key = r.error.split(":")[0]
+            errors[key] = errors.get(key, 0) + 1
+    return {
+        **table_metrics(len(records), sum(r.violated for r in records), [r.variant for r in served], [r.relative_quality for r in served],
+                        len(ok), duration_s),
+        "p99_latency_ms": float(np.percentile([r.latency_ms for r in served], 99)) if served else None,
+        "errors": errors,
+        "lost": sum(1 for r in records if r.error and r.error.startswith("LOST")),
+    }
+
+
+def ranking(rows: dict[str, dict], key: str, higher_is_better: bool) -> list[str]:
+    """Policies best first by one metric (ties broken by name, so equal values rank stably)."""
+    return sorted(rows, key=lambda p: ((-1 if higher_is_better else 1) * round(rows[p][key], 6), p))
+
+
+METRICS = (("slo_violation_pct", False), ("mean_quality", True), ("goodput_rps", True))
+
+
+def compare(live: dict[str, dict], sim: dict[str, dict]) -> dict:
+    """Per metric: both rankings, whether they agree, and the live-minus-sim difference per policy."""
+    out = {}
+    for key, higher in METRICS:
+        lr, sr = ranking(live, key, higher), ranking(sim, key, higher)
+        out[key] = {"live_ranking": lr, "sim_ranking": sr, "same_ranking": lr == sr, "same_best": lr[0] == sr[0],
+                    "live_minus_sim": {p: live[p][key] - sim[p][key] for p in live}}
+    return out
+
+
+def plot(records: list[LiveRecord], policies: list[str], duration_s: float, bin_s: float, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.arange(0.0, duration_s + bin_s, bin_s)
+    arrivals = {}
+    paths = []
+    for metric, ylabel, fname in (("quality", "mean relative quality (served)", "quality_over_time.png"),
+                                  ("violations", "SLO violations (% of arrivals)", "violations_over_time.png")):
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for p in policies:
+            recs = [r for r in records if r.policy == p]
+            t = np.array([r.arrival_s for r in recs])
+            idx = np.clip(np.digitize(t, edges) - 1, 0, len(edges) - 2)
+            ys = []
+            for b in range(len(edges) - 1):
+                in_bin = [r for r, i in zip(recs, idx) if i == b]
+                if metric == "quality":
+                    q = [r.relative_quality for r in in_bin if r.served and r.relative_quality is not None]
+                    ys.append(np.mean(q) if q else np.nan)
+                else:
+                    ys.append(100.0 * np.mean([r.violated for r in in_bin]) if in_bin else np.nan)
+            ax.plot(edges[:-1] + bin_s / 2, ys, marker="o", markersize=3, label=p)
+            arrivals[p] = len(recs)
+        ax.set_xlabel("trace time (s)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = out_dir / fname
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, write_repository
+    from orchestrator.triton.server import TritonConfig, TritonServer
+
+    t_start = time.perf_counter()
+    log = console.print if console else print
+    profile = Profile.load(cfg.profile_path)
+    wl = live_workload(cfg, profile)
+    trace, requests, slo_ms, capacity = wl.trace, wl.requests, wl.slo_ms, wl.capacity_rps
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    log(f"trace {trace.name}: {len(requests)} requests over {trace.duration_s:.0f} s, peak {cfg.peak_load}x the k0 capacity "
+        f"({capacity:.2f} req/s at SLO {slo_ms / 1000:.2f} s), {cfg.prompts} prompts; policies {', '.join(cfg.policies)}")
+    server = None
+    worker = cfg.worker
+    if worker is None:
+        write_repository(RepositoryConfig(), PROJECT_REPOSITORY)
+        tcfg = TritonConfig(grpc_port=cfg.grpc_port, http_port=cfg.grpc_port - 1, metrics_port=cfg.grpc_port + 1,
+                            load_models=tuple(models_to_load(RepositoryConfig())), log_path=cfg.out_dir / "tritonserver.log")
+        server = TritonServer(tcfg).start()
+        worker = tcfg.grpc_url
+        log(f"tritonserver ready at {worker} in {time.perf_counter() - t_start:.0f} s")
+    images: dict = {}
+    records: list[LiveRecord] = []
+    wall: dict[str, float] = {}
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                      disable=console is None) as bar:
+            for policy in cfg.policies:
+                task = bar.add_task(f"{policy:>10}", total=len(requests))
+                t = time.perf_counter()
+                records += replay(policy, requests, worker, cfg, images, progress=lambda task=task: bar.advance(task))
+                wall[policy] = time.perf_counter() - t
+        t = time.perf_counter()
+        refs = reference_images(requests, records, images, worker)
+        log(f"k0 references: {len(refs)} ({time.perf_counter() - t:.0f} s)")
+    finally:
+        if server is not None:
+            server.stop()
+    score(records, images, refs, requests)
+    rows = {p: {**summarize_live([r for r in records if r.policy == p], trace.duration_s), "replay_wall_s": wall[p]} for p in cfg.policies}
+    sim_rows = simulate(profile, requests, 1, cfg.policies, trace.duration_s, slo_ms)
+    comparison = compare(rows, sim_rows)
+    with (cfg.out_dir / "records.jsonl").open("w") as f:
+        for r in records:
+            f.write(json.dumps({**dataclasses.asdict(r), "violated": r.violated}) + "\n")
+    plots = plot(records, list(cfg.policies), trace.duration_s, cfg.bin_s, cfg.out_dir)
+    result = {"trace": trace.name, "prompts": cfg.prompts, "requests": len(requests), "duration_s": trace.duration_s, "slo_ms": slo_ms,
+              "k0_capacity_rps": capacity, "peak_load": cfg.peak_load, "profile": str(cfg.profile_path), "live": rows, "sim": sim_rows,
+              "live_vs_sim": comparison, "plots": [p.name for p in plots], "wall_s": time.perf_counter() - t_start}
+    (cfg.out_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    if console:
+        print_tables(result, console)
+    return result
+
+
+def print_tables(result: dict, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"live vs simulated: {result['trace']}, {result['requests']} requests over {result['duration_s']:.0f} s, 1 worker, "
+                        f"SLO {result['slo_ms'] / 1000:.2f} s, peak {result['peak_load']}x k0 capacity")
+    for col in ("policy", "viol. % live", "sim", "quality live", "sim", "goodput live", "sim", "throughput live", "p99 ms live"):
+        table.add_column(col, justify="right")
+    for p, r in result["live"].items():
+        s = result["sim"][p]
+        table.add_row(p, f"{r['slo_violation_pct']:.1f}", f"{s['slo_violation_pct']:.1f}", f"{r['mean_quality']:.3f}", f"{s['mean_quality']:.3f}",
+                      f"{r['goodput_rps']:.3f}", f"{s['goodput_rps']:.3f}", f"{r['throughput_rps']:.3f}",
+                      f"{r['p99_latency_ms']:.0f}" if r["p99_latency_ms"] is not None else "-")
+    console.print(table)
+    for key, c in result["live_vs_sim"].items():
+        console.print(f"{key}: live {' > '.join(c['live_ranking'])} | sim {' > '.join(c['sim_ranking'])} | "
+                      f"{'same ranking' if c['same_ranking'] else ('same best' if c['same_best'] else 'rankings differ')}")
+    console.print(f"wall {result['wall_s']:.0f} s; records, summary.json and plots in the results directory")

@@ -1,1 +1,0 @@
-"""The approximate (intermediate-latent) cache."""

@@ -1,0 +1,17 @@
+"""Where things live on disk: one definition of the project root and the folders under it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MODEL_REPOSITORY = PROJECT_ROOT / "model_repository"
+PROFILES_DIR = PROJECT_ROOT / "profiles"
+RUNS_DIR = PROJECT_ROOT / "runs"
+DOCS_DIR = PROJECT_ROOT / "docs"
+STATE_DIR = PROJECT_ROOT / ".triton"
+"""Runtime state of detached servers (pid files, logs, the Python backend's symlinks)."""
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+"""Replay data beside the checkout: prompts, arrival traces, GPU measurements (see its README)."""
+CPU_PROFILE = PROFILES_DIR / "cpu_tiny.json"
+GPU_PROFILE = PROFILES_DIR / "gpu_sdxl_a100.json"

@@ -1,0 +1,108 @@
+"""The policy interface, its context, and the registry.
+
+A policy has two entry points, both pure functions of their arguments (and the policy's last
+plan), so the live front door and the simulator call the very same code:
+
+- ``replan(ControlInput) -> Plan | None``: every plan interval, from the control loop
+  (``orchestrator.policy.control``); None for static policies.
+- ``route(RequestFeatures, ClusterState, now) -> Decision``: per request. Callers go through
+  ``decide``, which also books the decision into the cluster state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+import numpy as np
+
+from orchestrator.policy.classes import NUM_PROMPT_CLASSES, PromptClasses
+from orchestrator.policy.planner import Plan
+from orchestrator.policy.predictor import QualityPredictor
+from orchestrator.policy.router import ClusterState, Decision, RequestFeatures, family_of
+from orchestrator.profile.schema import Profile
+
+if TYPE_CHECKING:
+    from orchestrator.policy.control import ControlInput
+
+
+def default_plan_interval_s(profile: Profile) -> float:
+    """How often the control loop replans: twice the k0 batch-of-one latency, long enough for a
+    plan to take effect on the queues, short enough to follow a burst."""
+    return 2 * profile.variants["k0"].latency_ms[1] / 1000.0
+
+
+@dataclasses.dataclass
+class PolicyContext:
+    """What every policy reads: the profile, the quality predictor and prompt classes fitted on
+    its quality table, and the SLO the throughputs are computed for."""
+
+    profile: Profile
+    predictor: QualityPredictor
+    classes: PromptClasses
+    slo_ms: float
+    headroom: float = 1.2
+    """Planned capacity over forecast demand."""
+
+    @classmethod
+    def build(cls, profile: Profile, slo_ms: float, num_classes: int = NUM_PROMPT_CLASSES) -> PolicyContext:
+        """The one recipe for a decision context, shared by the front door, the simulator and the benches."""
+        return cls(profile, QualityPredictor.fit(profile.quality), PromptClasses.fit(profile.quality.embeddings, k=num_classes), slo_ms)
+
+    def features(self, request_id: str, arrival_s: float, slo_ms: float, embedding: np.ndarray, similarity: dict[str, float],
+                 servable: frozenset[str]) -> RequestFeatures:
+        """A request's features from its prompt embedding and the cache's best similarity per K:
+        prompt class, predicted quality per variant, and the variants on offer (the cache clears
+        the level's threshold, and some healthy worker can run it)."""
+        return RequestFeatures(request_id, arrival_s, arrival_s + slo_ms / 1000.0, self.classes.assign(embedding),
+                               self.predictor.predict(embedding, similarity), self.profile.available_variants(similarity) & servable)
+
+
+class Policy:
+    """``variants``: what the policy may use. Subclasses implement ``route`` and, if they plan, ``replan``."""
+
+    name: ClassVar[str]
+    prompt_classes: ClassVar[bool] = False
+
+    def __init__(self, ctx: PolicyContext):
+        self.ctx = ctx
+        self.plan: Plan | None = None
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.ctx.profile.variants)
+
+    @property
+    def uses_cache(self) -> bool:
+        """Whether requests need a cache lookup before routing (some variant starts from a cached latent)."""
+        return any(self.ctx.profile.variants[v].needs_cache for v in self.variants)
+
+    def replan(self, inp: ControlInput) -> Plan | None:
+        return None
+
+    def initial_families(self, num_workers: int) -> list[str]:
+        """The model family of each worker before any plan."""
+        fams = {family_of(v) for v in self.variants}
+        return ["base" if "base" in fams else "fast"] * num_workers
+
+    def route(self, req: RequestFeatures, state: ClusterState, now_s: float) -> Decision:
+        raise NotImplementedError
+
+    def decide(self, req: RequestFeatures, state: ClusterState, now_s: float) -> Decision:
+        """Count the arrival, route it, book the decision (the caller holds any lock on ``state``)."""
+        state.observe(req, self.variants)
+        decision = self.route(req, state, now_s)
+        state.apply(req, decision, self.variants)
+        return decision
+
+
+POLICIES: dict[str, type[Policy]] = {}
+
+
+def register(name: str) -> Callable[[type[Policy]], type[Policy]]:
+    def deco(cls: type[Policy]) -> type[Policy]:
+        cls.name = name
+        POLICIES[name] = cls
+        return cls
+
+    return deco

@@ -1,0 +1,253 @@
+"""Per-request routing as pure functions of (request features, cluster state, plan).
+
+The live front door and the simulator build the same ``RequestFeatures`` and ``ClusterState``
+and call the same functions, so a policy behaves identically in both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from orchestrator.profile.schema import Profile
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestFeatures:
+    request_id: str
+    arrival_s: float
+    deadline_s: float
+    prompt_class: int
+    predicted_quality: dict[str, float]
+    """Predicted relative quality per variant for this prompt."""
+    available: frozenset[str]
+    """Variants servable now: k0 and fast always; kK only on a cache hit that clears K's threshold."""
+
+
+@dataclasses.dataclass
+class WorkerState:
+    name: str
+    family: str
+    """Model family it currently serves ('base' serves every k variant, 'fast' the fast model)."""
+    backlog_s: float = 0.0
+    """Estimated seconds of work queued or running on it."""
+    healthy: bool = True
+    disabled: set[str] = dataclasses.field(default_factory=set)
+    """Variants out of this worker's routing (one timed out here: a stuck or slow model)."""
+
+    def serves(self, variant: str) -> bool:
+        return self.healthy and self.family == family_of(variant) and variant not in self.disabled
+
+
+@dataclasses.dataclass
+class ClusterState:
+    workers: list[WorkerState]
+    served: np.ndarray
+    """(classes, variants) requests routed so far, for following the plan's mix."""
+    price: np.ndarray | None = None
+    """(classes,) price of worker time (in units of one k0 image) for prompt-aware routing."""
+
+    seen: np.ndarray | None = None
+    """(classes,) recent arrivals per class (decayed at each replan): the class mix, and the
+    denominator of observed availability."""
+    hits: np.ndarray | None = None
+    """(classes, variants) of those, how many found each variant available."""
+
+    def __post_init__(self):
+        if self.price is None:
+            self.price = np.zeros(self.served.shape[0])
+        if self.seen is None:
+            self.seen = np.zeros(self.served.shape[0])
+        if self.hits is None:
+            self.hits = np.zeros_like(self.served, dtype=float)
+
+    def observe(self, req: RequestFeatures, variants: list[str]) -> None:
+        """Count an arrival's class and which variants it found available."""
+        self.seen[req.prompt_class] += 1
+        for j, v in enumerate(variants):
+            if v in req.available:
+                self.hits[req.prompt_class, j] += 1
+
+    def observed_availability(self, min_seen: float = 5.0) -> np.ndarray:
+        """Per class and variant, the fraction of recent arrivals that found it available (NaN
+        where a class has fewer than ``min_seen`` recent arrivals)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.seen[:, None] >= min_seen, self.hits / self.seen[:, None], np.nan)
+
+    def class_mix(self) -> np.ndarray:
+        """Share of recent arrivals per prompt class (uniform before any arrival)."""
+        total = float(self.seen.sum())
+        return self.seen / total if total > 0 else np.full(len(self.seen), 1.0 / len(self.seen))
+
+    def family_counts(self) -> dict[str, int]:
+        """Workers per model family now (the plan's starting point: moving one may load a model)."""
+        out: dict[str, int] = {}
+        for w in self.workers:
+            out[w.family] = out.get(w.family, 0) + 1
+        return out
+
+    def decay(self, factor: float = 0.5) -> None:
+        """Age the arrival counts once per plan interval, so recent traffic weighs more."""
+        self.seen *= factor
+        self.hits *= factor
+
+    def worker(self, name: str) -> WorkerState:
+        return next(w for w in self.workers if w.name == name)
+
+    def servable(self, variants) -> frozenset[str]:
+        """The variants some healthy worker can run now, whatever family it is assigned: a family
+        switch is a plan away, a dead worker or a disabled variant is not."""
+        return frozenset(v for v in variants if any(w.healthy and v not in w.disabled for w in self.workers))
+
+    def apply(self, req: RequestFeatures, decision: Decision, variants: list[str]) -> None:
+        """Book a decision: the class's served count and price move, its work joins the worker's
+        backlog (the caller holds any lock)."""
+        if decision.variant is None:
+            return
+        self.served[req.prompt_class, variants.index(decision.variant)] += 1
+        self.price[req.prompt_class] = max(0.0, self.price[req.prompt_class] + decision.price_delta)
+        self.worker(decision.worker).backlog_s += decision.booked_s
+
+    def release(self, decision: Decision) -> float:
+        """The booked work of a finished (or failed) request leaves its worker's backlog; returns the backlog."""
+        w = self.worker(decision.worker)
+        w.backlog_s = max(0.0, w.backlog_s - decision.booked_s)
+        return w.backlog_s
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    variant: str | None
+    """None: shed (RESOURCE_EXHAUSTED)."""
+    worker: str | None
+    reason: str
+    predicted_quality: float = 0.0
+    booked_s: float = 0.0
+    """Work added to the worker's backlog for this request (removed when it completes)."""
+    price_delta: float = 0.0
+    """How the class's price moves after this decision (spent more than the plan's budget: up)."""
+
+
+def family_of(variant: str) -> str:
+    return "fast" if variant == "fast" else "base"
+
+
+def service_s(profile: Profile, variant: str) -> float:
+    lat = profile.variants[variant].latency_ms
+    return lat[min(lat)] / 1000.0
+
+
+def booked_s(profile: Profile, variant: str, slo_ms: float) -> float:
+    """Worker seconds one request adds to the backlog: its share of a batch of the largest size
+    that still fits the SLO (under load, requests queued for one variant run together)."""
+    lat = profile.variants[variant].latency_ms
+    fits = [b for b, ms in lat.items() if ms <= slo_ms] or [min(lat)]
+    b = max(fits)
+    return lat[b] / 1000.0 / b
+
+
+def cheapest_s(profile: Profile, variants: list[str], family: str) -> float:
+    """Batch-of-one latency of the fastest variant a worker of this family serves."""
+    return min((service_s(profile, v) for v in variants if family_of(v) == family and v in profile.variants), default=0.0)
+
+
+def best_worker(state: ClusterState, variant: str) -> WorkerState | None:
+    """Least-backlogged healthy worker serving this variant."""
+    ws = [w for w in state.workers if w.serves(variant)]
+    return min(ws, key=lambda w: (w.backlog_s, w.name)) if ws else None
+
+
+def estimate(profile: Profile, state: ClusterState, variant: str) -> tuple[WorkerState | None, float]:
+    """(worker, seconds until this variant would finish on it)."""
+    w = best_worker(state, variant)
+    return (w, float("inf")) if w is None else (w, w.backlog_s + service_s(profile, variant))
+
+
+def route_fixed(req: RequestFeatures, state: ClusterState, profile: Profile, variant: str) -> Decision:
+    """One variant, whatever the load (Clipper-HA/HT, NIRVANA's choice); shed only when no healthy worker serves it."""
+    w = best_worker(state, variant)
+    if w is None:
+        return Decision(None, None, f"no healthy worker serves {variant}")
+    return Decision(variant, w.name, "fixed", req.predicted_quality.get(variant, 0.0),
+                    booked_s=booked_s(profile, variant, 1000.0 * (req.deadline_s - req.arrival_s)))
+
+
+PRICE_STEP = 0.05
+"""Dual-ascent step of the per-class price (per request)."""
+
+
+def relative_cost(profile: Profile, variant: str, slo_ms: float) -> float:
+    """Worker time of one image of ``variant`` in units of one k0 image (at the SLO's best batch)."""
+    return profile.variants["k0"].throughput(slo_ms) / profile.variants[variant].throughput(slo_ms)
+
+
+def route_planned(
+    req: RequestFeatures,
+    state: ClusterState,
+    profile: Profile,
+    variants: list[str],
+    target: dict[str, float],
+    now_s: float,
+    prompt_aware: bool,
+) -> Decision:
+    """Follow the plan for the request's class, within what meets the deadline.
+
+    Prompt-aware (argus): the plan fixes each class's budget of worker time per request
+    (sum of target share x relative cost); each request takes the feasible variant maximising
+    predicted quality - price x relative cost, and the class's price rises when requests spend
+    above the budget and falls below it (dual ascent). So prompts that lose little take the cheap
+    variants and prompts that lose much keep full quality, at the plan's total cost.
+    Prompt-agnostic (proteus): follow the plan's shares (largest deficit first).
+    A plan that cannot be followed in time falls back to the feasible variant with the least
+    predicted quality loss; only when no variant is feasible is the request shed.
+    """
+    row = state.served[req.prompt_class]
+    total = max(float(row.sum()), 1.0)
+    feasible = []
+    for j, v in enumerate(variants):
+        if v not in req.available:
+            continue
+        w, eta = estimate(profile, state, v)
+        if w is not None and now_s + eta <= req.deadline_s:
+            feasible.append((v, j, w, eta))
+    if not feasible:
+        return Decision(None, None, "no variant can meet the deadline")
+    slo_ms = 1000.0 * (req.deadline_s - req.arrival_s)
+    if prompt_aware:
+        price = float(state.price[req.prompt_class])
+        cost = {f[0]: relative_cost(profile, f[0], slo_ms) for f in feasible}
+        budget = sum(share * relative_cost(profile, v, slo_ms) for v, share in target.items() if v in profile.variants)
+        # Keep the queue short enough that the next request can still meet its SLO with the
+        # worker's cheapest variant: a choice that would not is taken only if nothing else is feasible.
+        safe = [f for f in feasible if f[2].backlog_s + booked_s(profile, f[0], slo_ms) + cheapest_s(profile, variants, f[2].family) <= slo_ms / 1000.0]
+        v, _, w, eta = max(safe or feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
+        planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
+        reason = "plan (price)" if planned else "redirect: planned variants saturated"
+        return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=booked_s(profile, v, slo_ms),
+                        price_delta=PRICE_STEP * (cost[v] - budget))
+    planned = [f for f in feasible if target.get(f[0], 0.0) > 0]
+    if planned:
+        v, _, w, eta = max(planned, key=lambda f: target.get(f[0], 0.0) - row[f[1]] / total)
+        reason = "plan"
+    else:
+        v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0), -f[3]))
+        reason = "redirect: planned variants saturated"
+    return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=booked_s(profile, v, slo_ms))
+
+
+def assign_families(current: list[str], wanted_counts: dict[str, int]) -> list[str]:
+    """New family per worker for a plan, moving as few workers as possible (each move may load a model).
+
+    Workers beyond the plan's total keep serving the base model."""
+    wanted: list[str] = [f for f, n in sorted(wanted_counts.items()) for _ in range(n)]
+    wanted += ["base"] * (len(current) - len(wanted))
+    out: list[str | None] = [None] * len(current)
+    for i, fam in enumerate(current):  # keep workers already on a wanted family
+        if fam in wanted:
+            wanted.remove(fam)
+            out[i] = fam
+    for i in range(len(current)):
+        if out[i] is None:
+            out[i] = wanted.pop(0)
+    return out  # type: ignore[return-value]

@@ -1,0 +1,113 @@
+"""The profile: everything the policies and the simulator know about the deployment.
+
+Written by ``argus profile`` from measurements (latency per variant and batch through Triton;
+relative quality of each training prompt under each variant, scored by the quality scorer), or
+by hand for a GPU deployment from cited public figures. Policies read only this file and live
+signals, never hard-coded numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class VariantProfile:
+    name: str
+    """'k{K}' (step-skip level K of the base model) or 'fast' (the smaller model)."""
+    k: int
+    model: str
+    """Triton model serving it (a t2i_* ensemble)."""
+    latency_ms: dict[int, float]
+    """Batch size -> latency of one batch on one worker."""
+    load_time_s: float = 0.0
+    """Time to make this variant servable on a worker that serves another variant: 0 between K
+    variants of the same weights (already loaded), the model load time for another model."""
+    needs_cache: bool = False
+    """K > 0 variants need a cached latent whose similarity clears the level's threshold."""
+
+    def best_batch(self, slo_ms: float) -> int:
+        """The largest profiled batch whose latency fits half the SLO (the other half is queueing)."""
+        ok = [b for b, ms in self.latency_ms.items() if ms <= slo_ms / 2]
+        return max(ok) if ok else min(self.latency_ms)
+
+    def throughput(self, slo_ms: float) -> float:
+        """Images per second one worker sustains at the best batch for this SLO."""
+        b = self.best_batch(slo_ms)
+        return 1000.0 * b / self.latency_ms[b]
+
+
+@dataclasses.dataclass
+class QualityTable:
+    """Per training prompt: its pooled embedding, and per variant the relative quality q(v)/q(k0)
+    and (for K variants) the similarity of the cached latent it started from."""
+
+    prompts: list[str]
+    embeddings: np.ndarray  # (N, D), unit norm
+    relative_quality: dict[str, np.ndarray]  # variant -> (N,)
+    similarity: dict[str, np.ndarray]  # K variant -> (N,)
+
+
+@dataclasses.dataclass
+class Profile:
+    variants: dict[str, VariantProfile]
+    quality: QualityTable
+    thresholds: dict[int, float]
+    """Cache similarity thresholds per K."""
+    source: str = ""
+    """Where the numbers come from (measured command, or cited figures)."""
+
+    def available_variants(self, similarity: dict[str, float]) -> frozenset[str]:
+        """Variants servable for a prompt: those needing no cache, and each K variant whose best
+        cached similarity (-1 when nothing is cached) clears K's threshold."""
+        return frozenset(
+            v for v, vp in self.variants.items() if not vp.needs_cache or similarity.get(v, -1.0) >= self.thresholds[vp.k]
+        )
+
+    @property
+    def fastest_variant(self) -> str:
+        return min(self.variants, key=lambda v: self.variants[v].latency_ms[min(self.variants[v].latency_ms)])
+
+    def to_json(self) -> dict:
+        q = self.quality
+        return {
+            "source": self.source,
+            "thresholds": {str(k): v for k, v in self.thresholds.items()},
+            "variants": {n: {**dataclasses.asdict(v), "latency_ms": {str(b): ms for b, ms in v.latency_ms.items()}} for n, v in self.variants.items()},
+            "quality": {
+                "prompts": q.prompts,
+                "embeddings": np.round(q.embeddings, 6).tolist(),
+                "relative_quality": {v: np.round(x, 5).tolist() for v, x in q.relative_quality.items()},
+                "similarity": {v: np.round(x, 5).tolist() for v, x in q.similarity.items()},
+            },
+        }
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json()) + "\n")
+
+    @classmethod
+    def from_json(cls, data: dict) -> Profile:
+        variants = {}
+        for name, v in data["variants"].items():
+            v = dict(v)
+            v["latency_ms"] = {int(b): float(ms) for b, ms in v["latency_ms"].items()}
+            variants[name] = VariantProfile(**v)
+        q = data["quality"]
+        table = QualityTable(
+            prompts=list(q["prompts"]),
+            embeddings=np.asarray(q["embeddings"], dtype=np.float32),
+            relative_quality={v: np.asarray(x, dtype=np.float32) for v, x in q["relative_quality"].items()},
+            similarity={v: np.asarray(x, dtype=np.float32) for v, x in q["similarity"].items()},
+        )
+        missing = [v for v in variants if v not in table.relative_quality and v != "k0"]
+        if missing:
+            raise ValueError(f"profile has no quality data for variants {missing}")
+        return cls(variants, table, {int(k): float(t) for k, t in data["thresholds"].items()}, data.get("source", ""))
+
+    @classmethod
+    def load(cls, path: Path) -> Profile:
+        return cls.from_json(json.loads(Path(path).read_text()))

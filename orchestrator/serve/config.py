@@ -1,0 +1,50 @@
+"""The front door's configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class FrontDoorConfig:
+    workers: list[str]
+    """Triton gRPC endpoints (host:port), one per worker; the first also hosts the shared cache."""
+    profile_path: Path
+    policy: str = "argus"
+    address: str = "127.0.0.1"
+    port: int = 18500
+    metrics_port: int | None = 18502
+    default_slo_ms: float = 5000.0
+    max_queue: int = 64
+    """Admitted requests in flight, at most; beyond it RESOURCE_EXHAUSTED at once."""
+    plan_interval_s: float | None = None
+    """How often the control loop replans; None: the profile's default (2x the k0 batch-of-one
+    latency), the same the simulator uses."""
+    auth_token: str | None = None
+    """Bearer token required in the 'authorization' metadata."""
+    allow_unauthenticated: bool = False
+    """Serve without a token. Must be set explicitly: a config with neither is refused."""
+    tenants: frozenset[str] | None = None
+    """Known tenant ids; when set, any other TENANT gets INVALID_ARGUMENT. None: any printable id
+    names its own cache partition."""
+    request_timeout_s: float = 120.0
+    """Client timeout of one generation on a worker; a variant that exceeds it is taken out of that
+    worker's routing for ``variant_cooldown_s`` (a stuck model must not take more requests)."""
+    variant_cooldown_s: float = 30.0
+    health_interval_s: float = 1.0
+    """How often workers are health-checked (and dead owned servers restarted)."""
+    drain_timeout_s: float = 30.0
+    """On shutdown, how long in-flight requests may take to finish."""
+    score_quality: bool = True
+    """Score returned images with the quality scorer (the tiny CLIP) for the measured-quality
+    metric beside the predicted one: in a background thread, never on the response path."""
+    score_sample_rate: float = 1.0
+    """Fraction of returned images scored (0..1); images arriving while the scorer is behind are skipped."""
+    max_instances: int = 2
+    """Denoiser instances for the variants carrying most of a worker's planned traffic (set through
+    Triton's model-control API); 0 leaves instance counts alone."""
+
+    def __post_init__(self):
+        if not 0.0 <= self.score_sample_rate <= 1.0:
+            raise ValueError(f"score_sample_rate must be in [0, 1], got {self.score_sample_rate}")

@@ -1,0 +1,281 @@
+"""The front door's engine: one request's phases, with typed hand-offs and no threads.
+
+    admit      bound the queue, count the arrival           -> Admitted  (or Overloaded / Draining)
+    featurize  embed the prompt, look the cache up          -> Featurized
+    decide     Policy.decide(features, state, now)          -> Decision  (the simulator calls the same)
+    generate   run t2i_<variant> on the chosen worker       -> Generated
+    record     release the booking, cache insert, metrics
+
+``serve`` runs featurize..record for one admitted request and raises a typed error for every
+outcome but success, so each protocol front (gRPC here) only maps outcomes to its status codes.
+``control_tick`` is one step of the control loop (``orchestrator.policy.control``); the
+background loops (``orchestrator.serve.loops``) call it and the health checks on the wall clock,
+a test can call it on a virtual one (the engine reads time only through ``clock``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from orchestrator.policy.base import Policy, PolicyContext, default_plan_interval_s
+from orchestrator.policy.control import ControlLoop, ControlStep
+from orchestrator.policy.registry import make_policy
+from orchestrator.policy.router import ClusterState, Decision, RequestFeatures, WorkerState
+from orchestrator.profile.schema import Profile
+from orchestrator.serve.admission import Admitted, prompt_for_log
+from orchestrator.serve.config import FrontDoorConfig
+from orchestrator.serve.metrics import Metrics
+from orchestrator.serve.scoring import QualitySampler
+from orchestrator.serve.workers import TritonWorkers, is_deadline_exceeded
+
+log = logging.getLogger("argus.frontdoor")
+
+
+class Overloaded(RuntimeError):
+    """The admission bound is reached (RESOURCE_EXHAUSTED / HTTP 429, retry later)."""
+
+
+class Draining(RuntimeError):
+    """The front door is shutting down: no new admissions."""
+
+
+class Shed(RuntimeError):
+    """The policy found no variant that can meet the deadline (RESOURCE_EXHAUSTED / HTTP 429)."""
+
+
+class VariantTimeout(RuntimeError):
+    """A generation exceeded request_timeout_s on its worker (the variant leaves that worker's routing)."""
+
+
+class WorkerFailed(RuntimeError):
+    """A worker failed the request (UNAVAILABLE / HTTP 503)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Featurized:
+    features: RequestFeatures
+    embedding: np.ndarray
+    similarity: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Generated:
+    images: np.ndarray
+    levels: np.ndarray | None
+    """The generation's latents at every step-skip level (what the cache stores); None for the fast model."""
+    decision: Decision
+    """The decision actually executed (a K variant whose cache entry was evicted meanwhile runs as k0)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    images: np.ndarray
+    decision: Decision
+    k: int
+
+
+class Engine:
+    def __init__(self, cfg: FrontDoorConfig, policy: Policy | None = None, workers: TritonWorkers | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        if cfg.auth_token is None and not cfg.allow_unauthenticated:
+            raise ValueError("no bearer token: set auth_token, or allow_unauthenticated=True to serve without auth deliberately")
+        self.cfg = cfg
+        self.clock = clock
+        self.profile = Profile.load(cfg.profile_path)
+        self.policy = policy or make_policy(cfg.policy, PolicyContext.build(self.profile, cfg.default_slo_ms))
+        self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(self.profile)
+        self.workers = workers or TritonWorkers(cfg.workers, cfg.request_timeout_s)
+        self.state = ClusterState([WorkerState(w, f) for w, f in zip(cfg.workers, self.policy.initial_families(len(cfg.workers)))],
+                                  np.zeros((len(self.policy.ctx.classes), len(self.policy.variants))))
+        self.control = ControlLoop(self.policy, self.plan_interval_s, start_s=clock())
+        self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.draining = False
+        self.stop = threading.Event()
+        """Set by ``close``; the background loops watch it."""
+        self.disabled_until: dict[tuple[str, str], float] = {}
+        self.metrics = Metrics()
+        self.scorer = QualitySampler(self.metrics, cfg.score_sample_rate) if cfg.score_quality else None
+        for w in cfg.workers:
+            self.metrics.worker_healthy.labels(worker=w).set(1)
+
+    # ---------------------------------------------------------------- phases
+    def admit(self, adm: Admitted) -> Admitted:
+        with self.lock:
+            if self.draining:
+                raise Draining("shutting down; not admitting new requests")
+            self.control.count_arrival()
+            if self.in_flight >= self.cfg.max_queue:
+                raise Overloaded(f"admission queue full ({self.cfg.max_queue} in flight); retry after ~1 s")
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        log.debug("admitted %s %s", adm.request_id, prompt_for_log(adm.prompt))
+        self.metrics.in_flight.inc()
+        return adm
+
+    def featurize(self, adm: Admitted) -> Featurized:
+        emb = self.workers.embed(adm.prompt)
+        sims: dict[str, float] = {}
+        if self.policy.uses_cache:
+            got = self.workers.lookup(emb, adm.tenant)
+            sims = {f"k{k}": float(s) for k, s in zip(sorted(self.profile.thresholds), got.similarity[0])}
+        with self.lock:  # a dead worker or a timed-out variant is not on offer
+            servable = self.state.servable(self.policy.variants)
+        return Featurized(self.policy.ctx.features(adm.request_id, adm.arrival_s, adm.slo_ms, emb, sims, servable), emb, sims)
+
+    def decide(self, feats: RequestFeatures) -> Decision:
+        with self.lock:
+            return self.policy.decide(feats, self.state, self.clock())
+
+    def generate(self, adm: Admitted, decision: Decision, emb: np.ndarray) -> Generated:
+        k = self.profile.variants[decision.variant].k
+        latents = None
+        if k > 0:
+            got = self.workers.lookup(emb, adm.tenant, k=k)
+            if got.k[0] != k:  # evicted since featurize: fall back to full quality
+                decision = dataclasses.replace(decision, variant="k0", reason=decision.reason + "; cache entry evicted, k0")
+            else:
+                latents = got.latent
+        try:
+            images, levels = self.workers.generate(decision.worker, decision.variant, adm.prompt, adm.seed, latents)
+        except Exception as e:  # noqa: BLE001 - classified: a timeout disables the variant here
+            if is_deadline_exceeded(e):
+                self.disable_variant(decision.worker, decision.variant)
+                raise VariantTimeout(f"{decision.variant} on {decision.worker} exceeded {self.cfg.request_timeout_s:.1f}s; "
+                                     "taken out of routing") from None
+            raise
+        return Generated(images, levels, decision)
+
+    def record(self, adm: Admitted, decision: Decision, emb: np.ndarray | None, generated: Generated | None) -> None:
+        """Release the booking (always); for a served request, insert its latents into the cache and observe it."""
+        with self.lock:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self.idle.notify_all()
+            if decision.worker is not None:
+                self.metrics.backlog.labels(worker=decision.worker).set(self.state.release(decision))
+        self.metrics.in_flight.dec()
+        if generated is None:
+            return
+        if generated.levels is not None and np.isfinite(generated.levels).any():
+            try:
+                self.workers.insert(emb, generated.levels, adm.tenant)
+            except Exception as e:  # noqa: BLE001 - a failed insert costs future hits, not this answer
+                log.warning("cache insert failed: %s", e)
+        latency = self.clock() - adm.arrival_s
+        self.metrics.latency.observe(latency)
+        self.metrics.variant.labels(variant=generated.decision.variant).inc()
+        self.metrics.predicted_quality.observe(generated.decision.predicted_quality)
+        if latency * 1000 > adm.slo_ms:
+            self.metrics.slo_violations.inc()
+        if self.scorer is not None:
+            self.scorer.submit(generated.images, adm.prompt, generated.decision.variant)
+
+    def serve(self, adm: Admitted) -> Served:
+        """featurize -> decide -> generate -> record for an admitted request; every outcome but
+        success is a typed error, and the request is always recorded (its booking released)."""
+        decision, emb, generated, failure = Decision(None, None, "not decided"), None, None, None
+        try:
+            feats = self.featurize(adm)
+            emb = feats.embedding
+            decision = self.decide(feats.features)
+            if decision.variant is not None:
+                generated = self.generate(adm, decision, emb)
+                decision = generated.decision
+        except Exception as e:  # noqa: BLE001 - a worker failure is this request's error, not the server's
+            failure = e
+        finally:
+            self.record(adm, decision, emb, generated)
+        if isinstance(failure, VariantTimeout):
+            self.metrics.requests.labels(outcome="timeout").inc()
+            raise failure
+        if failure is not None:
+            self.metrics.requests.labels(outcome="error").inc()
+            log.warning("request %s failed on %s: %s", adm.request_id, decision.worker, str(failure)[:300])
+            raise WorkerFailed(f"worker failed: {type(failure).__name__}: {str(failure)[:300]}") from failure
+        if decision.variant is None:
+            self.metrics.requests.labels(outcome="shed").inc()
+            raise Shed(f"shed: {decision.reason}")
+        self.metrics.requests.labels(outcome="ok").inc()
+        return Served(generated.images, decision, self.profile.variants[decision.variant].k)
+
+    # ---------------------------------------------------------------- control and health state
+    def control_tick(self) -> ControlStep | None:
+        """One step of the shared control loop; None when the policy failed to plan (the previous plan keeps serving)."""
+        with self.lock:
+            try:
+                step = self.control.tick(self.state, self.clock())
+            except Exception as e:  # noqa: BLE001 - a failed solve keeps the previous plan serving
+                log.error("replan failed (previous plan kept): %s", e)
+                return None
+            families = [w.family for w in self.state.workers]
+        self.metrics.demand.set(step.inputs.demand_rps)
+        if step.plan is not None:
+            self.metrics.planned_quality.set(step.plan.expected_quality)
+        if step.switched:
+            log.info("plan applied: %s", families)
+        return step
+
+    def disable_variant(self, worker: str, variant: str) -> None:
+        with self.lock:
+            self.state.worker(worker).disabled.add(variant)
+            self.disabled_until[(worker, variant)] = self.clock() + self.cfg.variant_cooldown_s
+        self.metrics.timeouts.labels(worker=worker, variant=variant).inc()
+        self.metrics.variant_disabled.labels(worker=worker, variant=variant).set(1)
+        log.warning("worker %s: %s timed out (> %.1fs); out of routing for %.0fs", worker, variant, self.cfg.request_timeout_s,
+                    self.cfg.variant_cooldown_s)
+
+    def enable_cooled_variants(self) -> None:
+        """Variants whose cooldown ended come back into routing."""
+        now = self.clock()
+        with self.lock:
+            for (worker, variant), until in list(self.disabled_until.items()):
+                if now >= until:
+                    del self.disabled_until[(worker, variant)]
+                    self.state.worker(worker).disabled.discard(variant)
+                    self.metrics.variant_disabled.labels(worker=worker, variant=variant).set(0)
+                    log.info("worker %s: %s back in routing after its cooldown", worker, variant)
+
+    def is_healthy(self, worker: str) -> bool:
+        with self.lock:
+            return self.state.worker(worker).healthy
+
+    def set_healthy(self, worker: str, healthy: bool) -> None:
+        with self.lock:
+            ws = self.state.worker(worker)
+            changed = ws.healthy != healthy
+            ws.healthy = healthy
+        if changed:
+            (log.info if healthy else log.warning)("worker %s %s routing", worker, "back in" if healthy else "out of")
+        self.metrics.worker_healthy.labels(worker=worker).set(1 if healthy else 0)
+
+    def families(self) -> dict[str, str]:
+        with self.lock:
+            return {w.name: w.family for w in self.state.workers}
+
+    # ---------------------------------------------------------------- shutdown
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Stop admitting; wait for in-flight requests (up to the deadline). True if all finished."""
+        deadline = time.monotonic() + (self.cfg.drain_timeout_s if timeout_s is None else timeout_s)
+        with self.lock:
+            self.draining = True
+            while self.in_flight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("drain deadline passed with %d requests in flight", self.in_flight)
+                    return False
+                self.idle.wait(left)
+        return True
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.scorer is not None:
+            self.scorer.close()

@@ -1,0 +1,70 @@
+"""``argus serve``: start local workers if none are given, run the front door until SIGTERM/SIGINT, drain."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from orchestrator.serve.config import FrontDoorConfig
+from orchestrator.serve.grpc_service import serve
+
+
+@dataclasses.dataclass
+class LocalWorkers:
+    """Tritonservers this process starts when no --workers are given."""
+
+    count: int = 1
+    base_port: int = 18600
+    """Worker i uses HTTP/gRPC/metrics ports base+10i .. base+10i+2."""
+    variants: tuple[str, ...] = ()
+    """Variants they load (empty: all)."""
+    cache_dir: Path | None = None
+
+
+def start_local_workers(local: LocalWorkers) -> dict:
+    """url -> started TritonServer, each with the project's repository."""
+    from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, write_repository
+    from orchestrator.triton.server import TritonConfig, TritonServer
+
+    repo = RepositoryConfig()
+    write_repository(repo, PROJECT_REPOSITORY)
+    load = tuple(models_to_load(repo, list(local.variants) or None))
+    servers = {}
+    for i in range(local.count):
+        base = local.base_port + 10 * i
+        tcfg = TritonConfig(http_port=base, grpc_port=base + 1, metrics_port=base + 2, load_models=load,
+                            cache_dir=None if local.cache_dir is None else local.cache_dir / f"worker{i}")
+        servers[tcfg.grpc_url] = TritonServer(tcfg).start()
+    return servers
+
+
+def run_server(cfg: FrontDoorConfig, local: LocalWorkers, no_auth: bool, log_level: str, echo=print) -> None:
+    """Serve until a signal, then drain: no new admissions, in-flight requests finish (up to the
+    drain timeout), local tritonservers stop (their cache is persisted)."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if cfg.auth_token is None and not no_auth:
+        cfg.auth_token = secrets.token_urlsafe(24)
+        print(f"generated bearer token (pass --auth-token/ARGUS_AUTH_TOKEN to choose one, --no-auth to disable): {cfg.auth_token}",
+              file=sys.stderr, flush=True)
+    cfg.allow_unauthenticated = no_auth and cfg.auth_token is None
+    servers = {}
+    if not cfg.workers:
+        servers = start_local_workers(local)
+        cfg.workers = list(servers)
+    server, engine = serve(cfg, servers=servers)
+    echo(f"front door on {cfg.address}:{cfg.port} (policy {cfg.policy}, workers {cfg.workers}); metrics on :{cfg.metrics_port}")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: done.set())
+    signal.signal(signal.SIGINT, lambda *a: done.set())
+    done.wait()
+    drained = engine.drain(cfg.drain_timeout_s)
+    server.stop(grace=1).wait()  # drain already waited for in-flight requests
+    engine.close()
+    for s in servers.values():
+        s.stop()
+    echo(f"stopped ({'drained' if drained else 'drain deadline passed'}; {len(servers)} local tritonserver(s) stopped)")

@@ -1,0 +1,182 @@
+"""A discrete-event simulator that drives the same policy objects and control loop as the live front door.
+
+Virtual clock, simulated workers whose batch latencies come from the profile, a control tick
+every plan interval. Each request's prompt is seen through ``TableWorld`` (a row of the profile's
+quality table). Per request it calls what the front door calls: ``PolicyContext.features``, then
+``Policy.decide``; per tick, ``ControlLoop.tick``. Only Triton is replaced by the latency model,
+and a worker switched to another model family is out of routing for the family's load time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+from collections import deque
+
+import numpy as np
+
+from orchestrator.policy.base import Policy, default_plan_interval_s
+from orchestrator.policy.control import ControlLoop, ControlStep
+from orchestrator.policy.router import ClusterState, Decision, WorkerState, family_of
+from orchestrator.profile.schema import Profile
+from orchestrator.sim.workload import Request
+from orchestrator.sim.world import TableWorld
+
+
+@dataclasses.dataclass
+class SimConfig:
+    num_workers: int
+    plan_interval_s: float | None = None
+    """None: the profile's default (``default_plan_interval_s``), as the front door uses."""
+    max_batch: int = 8
+
+
+@dataclasses.dataclass
+class Record:
+    request_id: str
+    arrival_s: float
+    deadline_s: float
+    variant: str | None
+    finish_s: float | None
+    quality: float  # true relative quality of what was served (0 when shed)
+
+    @property
+    def violated(self) -> bool:
+        return self.finish_s is None or self.finish_s > self.deadline_s
+
+
+@dataclasses.dataclass
+class SimWorker:
+    state: WorkerState
+    queue: deque = dataclasses.field(default_factory=deque)
+    busy_until: float = 0.0
+    available_at: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SimEvent:
+    """One processed event, in order: what a live replay of the same run must see (the parity test)."""
+
+    time_s: float
+    kind: str  # "arrival" | "tick" | "done"
+    request_id: str | None = None
+    decision: Decision | None = None
+    step: ControlStep | None = None
+
+
+def table_metrics(requests: int, violated: int, served_variants: list[str], served_quality: list[float], served_ok: int,
+                  duration_s: float) -> dict:
+    """The comparison table's columns, one definition for live and simulated runs: violations
+    (late or not served) over all requests, quality over served ones, goodput = served within SLO per second."""
+    return {
+        "requests": requests,
+        "slo_violation_pct": 100.0 * violated / max(requests, 1),
+        "shed_pct": 100.0 * (requests - len(served_variants)) / max(requests, 1),
+        "mean_quality": float(np.mean(served_quality)) if served_quality else 0.0,
+        "goodput_rps": served_ok / max(duration_s, 1e-9),
+        "throughput_rps": len(served_variants) / max(duration_s, 1e-9),
+        "variant_mix": {v: served_variants.count(v) for v in sorted(set(served_variants))},
+    }
+
+
+def summarize(records: list[Record], duration_s: float) -> dict:
+    served = [r for r in records if r.variant is not None]
+    return table_metrics(len(records), sum(r.violated for r in records), [r.variant for r in served], [r.quality for r in served],
+                         sum(not r.violated for r in served), duration_s)
+
+
+class Simulator:
+    def __init__(self, profile: Profile, policy: Policy, cfg: SimConfig):
+        self.profile, self.policy, self.cfg = profile, policy, cfg
+        self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(profile)
+        self.workers = [SimWorker(WorkerState(f"w{i}", fam)) for i, fam in enumerate(policy.initial_families(cfg.num_workers))]
+        self.state = ClusterState([w.state for w in self.workers], np.zeros((len(policy.ctx.classes), len(policy.variants))))
+        self.control = ControlLoop(policy, self.plan_interval_s)
+        self.world = TableWorld(profile)
+        self.events: list = []
+        self.seq = 0
+        self.records: dict[str, Record] = {}
+        self.truths: dict[str, dict[str, float]] = {}
+        self.log: list[SimEvent] = []
+
+    def _push(self, t: float, kind: str, payload) -> None:
+        heapq.heappush(self.events, (t, self.seq, kind, payload))
+        self.seq += 1
+
+    def run(self, requests: list[Request]) -> list[Record]:
+        for r in requests:
+            self._push(r.arrival_s, "arrival", r)
+        end = requests[-1].arrival_s if requests else 0.0
+        t = self.plan_interval_s
+        while t <= end + self.plan_interval_s:
+            self._push(t, "tick", None)
+            t += self.plan_interval_s
+        while self.events:
+            now, _, kind, payload = heapq.heappop(self.events)
+            if kind == "arrival":
+                self._arrival(now, payload)
+            elif kind == "done":
+                self._done(now, payload)
+            elif kind == "tick":
+                self._tick(now)
+            elif kind == "ready":
+                payload.state.healthy = True
+                self._start(now, payload)
+        return [self.records[r.request_id] for r in requests]
+
+    def _arrival(self, now: float, req: Request) -> None:
+        self.control.count_arrival()
+        view = self.world.observe(req.prompt)
+        self.truths[req.request_id] = view.truth
+        feats = self.policy.ctx.features(req.request_id, req.arrival_s, req.slo_ms, view.embedding,
+                                         view.similarity if self.policy.uses_cache else {}, self.state.servable(self.policy.variants))
+        d = self.policy.decide(feats, self.state, now)
+        self.log.append(SimEvent(now, "arrival", req.request_id, decision=d))
+        self.records[req.request_id] = Record(req.request_id, now, feats.deadline_s, d.variant, None, 0.0)
+        if d.variant is None:
+            return
+        w = next(w for w in self.workers if w.state.name == d.worker)
+        w.queue.append((req.request_id, d))
+        if w.busy_until <= now:
+            self._start(now, w)
+
+    def _start(self, now: float, w: SimWorker) -> None:
+        if not w.queue or w.busy_until > now:
+            return
+        if now < w.available_at:  # loading another model family
+            self._push(w.available_at, "ready", w)
+            return
+        variant = w.queue[0][1].variant
+        batch = []
+        for item in list(w.queue):
+            if item[1].variant == variant and len(batch) < self.cfg.max_batch:
+                batch.append(item)
+        for item in batch:
+            w.queue.remove(item)
+        lat = self.profile.variants[variant].latency_ms
+        sizes = sorted(b for b in lat if b >= len(batch)) or [max(lat)]
+        b = sizes[0]
+        duration = lat[b] / 1000.0 * (len(batch) / b if len(batch) > b else 1.0)
+        w.busy_until = now + duration
+        self._push(w.busy_until, "done", (w, batch))
+
+    def _done(self, now: float, payload) -> None:
+        w, batch = payload
+        for rid, decision in batch:
+            rec = self.records[rid]
+            rec.finish_s = now
+            rec.quality = self.truths[rid][decision.variant]
+            self.state.release(decision)
+            self.log.append(SimEvent(now, "done", rid, decision=decision))
+        self._start(now, w)
+
+    def _tick(self, now: float) -> None:
+        step = self.control.tick(self.state, now)
+        self.log.append(SimEvent(now, "tick", step=step))
+        for i in step.switched:
+            w = self.workers[i]
+            load = max((vp.load_time_s for v, vp in self.profile.variants.items() if family_of(v) == w.state.family), default=0.0)
+            w.available_at = max(now, w.busy_until) + load
+            if load > 0:
+                w.state.healthy = False  # out of routing while the model loads
+                self._push(w.available_at, "ready", w)

@@ -1,0 +1,215 @@
+"""Workloads: real arrival traces (../shared/data/traces), scaling, synthetic arrivals, prompt streams.
+
+A ``Trace`` is sorted arrival times in seconds from 0. Loaders read the files as published (see
+../shared/data/README.md for sources and licenses) and report a bad row with its file and line.
+``scale_to_peak`` compresses time and rescales the rate so that the peak (over ``window_s``
+windows) equals a target, e.g. 1.5x the k0 capacity from the profile. Rate-only traces (ServeGen
+10-minute aggregates, Azure Functions hourly counts) are turned into arrivals by a Poisson process
+whose rate follows the trace; everything is seeded, so live runs and the simulator consume
+identical request streams (``request_stream``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import gzip
+import random
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.paths import SHARED_DATA
+from tiny_model.world import sample_scene
+
+SHARED = SHARED_DATA
+TRACES = {
+    "twitter": "traces/proteus_twitter_zipf_exponential_300.csv",
+    "azure-code": "traces/AzureLLMInferenceTrace_code.csv",
+    "azure-conv": "traces/AzureLLMInferenceTrace_conv.csv",
+    "servegen-mm": "traces/servegen_aggregate_rate_10min.csv",
+    "maf": "traces/diffserve_maf_hourly_invocations.csv",
+}
+
+
+class TraceError(ValueError):
+    """A trace row that cannot be read; the message names file and line."""
+
+
+@dataclasses.dataclass
+class Trace:
+    name: str
+    arrivals_s: np.ndarray
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.arrivals_s[-1]) if len(self.arrivals_s) else 0.0
+
+    def peak_rps(self, window_s: float = 1.0) -> float:
+        if not len(self.arrivals_s):
+            return 0.0
+        counts = np.bincount((self.arrivals_s // window_s).astype(int))
+        return float(counts.max() / window_s)
+
+
+def _rows(path: Path, delimiter: str = ","):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        for line, row in enumerate(reader, start=2):
+            yield line, row
+
+
+def _num(path: Path, line: int, row: dict, key: str) -> float:
+    try:
+        value = float(row[key])
+    except (KeyError, TypeError, ValueError):
+        raise TraceError(f"{path}:{line}: column {key!r} is not a number: {row.get(key)!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise TraceError(f"{path}:{line}: column {key!r} must be finite and >= 0, got {value}")
+    return value
+
+
+def load_arrival_csv(path: Path, column: str, unit_s: float, name: str) -> Trace:
+    """Arrivals from a column of timestamps (numbers in ``unit_s``, or datetimes)."""
+    times = []
+    for line, row in _rows(path):
+        raw = row.get(column)
+        if raw is None:
+            raise TraceError(f"{path}:{line}: missing column {column!r}")
+        try:
+            t = float(raw) * unit_s
+        except ValueError:
+            try:
+                t = dt.datetime.fromisoformat(raw[:26]).timestamp()
+            except ValueError:
+                raise TraceError(f"{path}:{line}: {column!r} is neither a number nor a timestamp: {raw!r}") from None
+        times.append(t)
+    if not times:
+        raise TraceError(f"{path}: no rows")
+    arr = np.sort(np.asarray(times))
+    return Trace(name, arr - arr[0])
+
+
+NOMINAL_PEAK_RPS = 20.0
+"""Rate-only traces are normalised to this peak before arrivals are drawn (the shape is what
+matters; ``scale_to_peak`` sets the real rate), so an Azure Functions trace of ~220M requests does
+not become 220M arrival times."""
+
+
+def load_rate_csv(path: Path, time_col: str, rate_col: str, window_s: float, name: str, seed: int, time_unit_s: float = 1.0,
+                  filter_col: str | None = None, filter_value: str | None = None) -> Trace:
+    """Poisson arrivals whose rate follows a per-window rate column (a rate-only trace)."""
+    windows = []
+    for line, row in _rows(path):
+        if filter_col and row.get(filter_col) != filter_value:
+            continue
+        windows.append((_num(path, line, row, time_col) * time_unit_s, _num(path, line, row, rate_col)))
+    if windows:
+        peak = max(r for _, r in windows) or 1.0
+        windows = [(t, r * NOMINAL_PEAK_RPS / peak) for t, r in windows]
+    if not windows:
+        raise TraceError(f"{path}: no rows" + (f" with {filter_col}={filter_value}" if filter_col else ""))
+    windows.sort()
+    rng = np.random.default_rng(seed)
+    t0 = windows[0][0]
+    out = []
+    for start, rate in windows:
+        n = rng.poisson(rate * window_s)
+        out.append((start - t0) + np.sort(rng.uniform(0, window_s, n)))
+    return Trace(name, np.concatenate(out))
+
+
+def load_trace(name: str, seed: int = 0, root: Path = SHARED) -> Trace:
+    path = root / TRACES[name] if name in TRACES else Path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"trace file {path} not found (see ../shared/data/README.md)")
+    if name == "twitter":
+        return load_arrival_csv(path, "start_time", 1e-3, name)
+    if name.startswith("azure"):
+        return load_arrival_csv(path, "TIMESTAMP", 1.0, name)
+    if name == "servegen-mm":
+        return load_rate_csv(path, "timestamp", "total_rate", 600.0, name, seed, filter_col="model", filter_value="mm-image")
+    if name == "maf":
+        return load_rate_csv(path, "hour", "invocations", 3600.0, name, seed, time_unit_s=3600.0)
+    raise ValueError(f"unknown trace {name!r}; known: {', '.join(TRACES)}")
+
+
+def scale_to_peak(trace: Trace, target_peak_rps: float, duration_s: float | None = None, window_s: float = 1.0) -> Trace:
+    """Compress time to ``duration_s`` (keeping the shape), then thin or replicate arrivals so the
+    peak rate over ``window_s`` windows is ``target_peak_rps``. Deterministic."""
+    if target_peak_rps <= 0:
+        raise ValueError("target_peak_rps must be > 0")
+    t = trace.arrivals_s.astype(np.float64)
+    if duration_s is not None and trace.duration_s > 0:
+        t = t * (duration_s / trace.duration_s)
+    scaled = Trace(trace.name, t)
+    factor = target_peak_rps / max(scaled.peak_rps(window_s), 1e-9)
+    rng = np.random.default_rng(0)
+    whole, frac = int(np.floor(factor)), factor - np.floor(factor)
+    parts = [t] * whole + [t[rng.random(len(t)) < frac]]
+    jitter = [np.zeros(len(p)) if i == 0 else rng.uniform(0, window_s / 10, len(p)) for i, p in enumerate(parts)]
+    out = np.sort(np.concatenate([p + j for p, j in zip(parts, jitter)]))
+    return Trace(f"{trace.name}@{target_peak_rps:g}rps", out)
+
+
+def poisson(rate_rps: float, duration_s: float, seed: int = 0) -> Trace:
+    rng = np.random.default_rng(seed)
+    return Trace(f"poisson{rate_rps:g}", np.sort(rng.uniform(0, duration_s, rng.poisson(rate_rps * duration_s))))
+
+
+def on_off(low_rps: float, high_rps: float, period_s: float, duty: float, duration_s: float, seed: int = 0) -> Trace:
+    """Bursts: ``high_rps`` for ``duty`` of every period, ``low_rps`` otherwise (Poisson within)."""
+    rng = np.random.default_rng(seed)
+    out, t = [], 0.0
+    while t < duration_s:
+        for rate, length in ((high_rps, duty * period_s), (low_rps, (1 - duty) * period_s)):
+            n = rng.poisson(rate * length)
+            out.append(t + np.sort(rng.uniform(0, length, n)))
+            t += length
+    arr = np.concatenate(out)
+    return Trace("on-off", arr[arr < duration_s])
+
+
+def world_prompt_stream(n: int, seed: int = 0, templates: int = 300, zipf_a: float = 1.1, iterate_p: float = 0.3) -> list[str]:
+    """Prompts with a realistic reuse structure: popular templates (Zipf) and users iterating on their
+    previous prompt (same scene, one attribute changed)."""
+    rng = random.Random(seed)
+    pool = [sample_scene(rng) for _ in range(templates)]
+    weights = np.array([1.0 / (i + 1) ** zipf_a for i in range(templates)])
+    picks = np.random.default_rng(seed).choice(templates, size=n, p=weights / weights.sum())
+    out, last = [], None
+    for i in range(n):
+        if last is not None and rng.random() < iterate_p:
+            obj = last.objects[0]
+            colors = ["red", "green", "blue", "yellow", "purple", "orange"]
+            new = dataclasses.replace(obj, color=rng.choice([c for c in colors if c != obj.color and c != last.background]))
+            scene = dataclasses.replace(last, objects=(new, *last.objects[1:]))
+        else:
+            scene = pool[picks[i]]
+        out.append(scene.caption())
+        last = scene
+    return out
+
+
+def real_prompts(name: str = "diffusiondb", root: Path = SHARED) -> list[str]:
+    files = {"diffusiondb": "prompts/diffusiondb_2m_first_5k_prompts.txt", "parti": "prompts/PartiPrompts.tsv", "drawbench": "prompts/drawbench.csv"}
+    path = root / files[name]
+    if name == "diffusiondb":
+        return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return [row["Prompt"] for _, row in _rows(path, "\t" if path.suffix == ".tsv" else ",") if row.get("Prompt", "").strip()]
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    request_id: str
+    arrival_s: float
+    prompt: str
+    seed: int
+    slo_ms: float
+
+
+def request_stream(trace: Trace, prompts: list[str], slo_ms: float, seed: int = 0) -> list[Request]:
+    """The one request stream that both the live bench and the simulator replay."""
+    return [Request(f"r{i:06d}", float(t), prompts[i % len(prompts)], seed + i, slo_ms) for i, t in enumerate(trace.arrivals_s)]

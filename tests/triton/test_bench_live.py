@@ -1,0 +1,55 @@
+"""argus bench live: a short real replay through tritonserver and the front door, and the
+simulator fed the very same request stream."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator import bench_live
+from orchestrator.bench.live import LiveBenchConfig, compare, ranking, run_live_bench
+
+
+def test_ranking_and_comparison_are_by_metric_direction():
+    live = {"a": {"slo_violation_pct": 1.0, "mean_quality": 0.9, "goodput_rps": 2.0},
+            "b": {"slo_violation_pct": 5.0, "mean_quality": 0.95, "goodput_rps": 1.0}}
+    sim = {"a": {"slo_violation_pct": 2.0, "mean_quality": 0.97, "goodput_rps": 2.5},
+           "b": {"slo_violation_pct": 1.0, "mean_quality": 0.96, "goodput_rps": 1.0}}
+    assert ranking(live, "slo_violation_pct", higher_is_better=False) == ["a", "b"]
+    assert ranking(live, "mean_quality", higher_is_better=True) == ["b", "a"]
+    c = compare(live, sim)
+    assert not c["slo_violation_pct"]["same_ranking"] and c["goodput_rps"]["same_ranking"]
+    assert c["mean_quality"]["live_minus_sim"]["a"] == pytest.approx(0.9 - 0.97)
+
+
+@pytest.mark.triton
+def test_live_replay_and_sim_see_the_same_requests(triton, tmp_path, monkeypatch):
+    seen = {}
+    real_replay, real_simulate = bench_live.replay, bench_live.simulate
+
+    def spy_replay(policy, requests, *a, **kw):
+        seen[policy] = list(requests)
+        return real_replay(policy, requests, *a, **kw)
+
+    def spy_simulate(profile, requests, *a, **kw):
+        seen["sim"] = list(requests)
+        return real_simulate(profile, requests, *a, **kw)
+
+    monkeypatch.setattr(bench_live, "replay", spy_replay)
+    monkeypatch.setattr(bench_live, "simulate", spy_simulate)
+    cfg = LiveBenchConfig(trace="twitter", policies=("clipper-ht", "nirvana"), minutes=0.2, out_dir=tmp_path, worker=triton.config.grpc_url,
+                          frontdoor_port=__import__("tests.conftest", fromlist=["x"]).free_port_block(1), bin_s=3.0)
+    result = run_live_bench(cfg)
+    assert seen["clipper-ht"] == seen["nirvana"] == seen["sim"] and len(seen["sim"]) == result["requests"] > 3
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * result["requests"]
+    for rec in records:
+        assert {"arrival_s", "deadline_s", "variant", "k", "latency_ms", "clip_score", "relative_quality", "violated"} <= set(rec)
+    ht = [r for r in records if r["policy"] == "clipper-ht"]
+    assert all(r["variant"] == "fast" and r["k"] == 0 and r["clip_score"] is not None for r in ht)
+    assert set(result["live"]) == set(result["sim"]) == {"clipper-ht", "nirvana"}
+    assert 0 < result["live"]["clipper-ht"]["mean_quality"] < result["live"]["nirvana"]["mean_quality"] + 0.5
+    for png in ("quality_over_time.png", "violations_over_time.png"):
+        assert (tmp_path / png).stat().st_size > 5000
+    assert result["live"]["clipper-ht"]["lost"] == 0

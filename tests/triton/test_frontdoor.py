@@ -1,0 +1,226 @@
+"""The orchestrator's front door against a real tritonserver: tritonclient and perf_analyzer call
+it like Triton; policies decide; bad input is refused; under overload argus approximates and
+returns to full quality when the load drops."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from orchestrator.serve.config import FrontDoorConfig
+from orchestrator.serve.grpc_service import serve
+from orchestrator.profile.measure import build_profile, measure_quality
+from orchestrator.triton.client import infer_input
+from orchestrator.triton.repository import RepositoryConfig
+from tests.conftest import free_port_block
+
+pytestmark = pytest.mark.triton
+
+
+@pytest.fixture(scope="module")
+def profile_path(triton, tmp_path_factory):
+    """A small but real profile: latencies measured through the test server, quality measured."""
+    path = tmp_path_factory.mktemp("profile") / "profile.json"
+    client = grpcclient.InferenceServerClient(triton.config.grpc_url)
+    quality = measure_quality(num_prompts=16, pool_size=24)
+    build_profile(client, RepositoryConfig(), quality, fast_load_time_s=4.0, batches=(1, 2), repeats=1).save(path)
+    return path
+
+
+def start_frontdoor(triton, profile_path, policy, extra_workers=(), **kw):
+    port = free_port_block(2)
+    kw.setdefault("allow_unauthenticated", "auth_token" not in kw)
+    cfg = FrontDoorConfig(workers=[triton.config.grpc_url, *extra_workers], profile_path=profile_path, policy=policy, port=port,
+                          metrics_port=None, **kw)
+    server, engine = serve(cfg)
+    return server, engine, grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="module")
+def argus(triton, profile_path):
+    server, engine, client = start_frontdoor(triton, profile_path, "argus", plan_interval_s=0.5, default_slo_ms=3000)
+    yield engine, client
+    server.stop(0)
+    engine.close()
+
+
+def t2i_inputs(prompt: bytes | str, seed=0, slo_ms=None, tenant=None):
+    data = prompt if isinstance(prompt, bytes) else prompt.encode()
+    arrays = [("PROMPT", np.array([data], dtype=np.object_), "BYTES"), ("SEED", np.array([seed], np.int64), "INT64")]
+    if slo_ms is not None:
+        arrays.append(("SLO_MS", np.array([slo_ms], np.float32), "FP32"))
+    if tenant is not None:
+        arrays.append(("TENANT", np.array([tenant.encode()], dtype=np.object_), "BYTES"))
+    return [infer_input(name, arr, dt) for name, arr, dt in arrays]
+
+
+def test_tritonclient_gets_an_image_and_the_decision(argus):
+    _, client = argus
+    assert client.is_server_ready() and client.is_model_ready("t2i")
+    res = client.infer("t2i", t2i_inputs("a red circle on the left", seed=3))
+    assert res.as_numpy("IMAGE").shape == (32, 32, 3) and res.as_numpy("IMAGE").dtype == np.uint8
+    params = res.get_response(as_json=True)["parameters"]
+    assert params["variant"]["string_param"] in {"k0", "k5", "k10", "k15", "k20", "k25", "fast"}
+    assert float(params["predicted_quality"]["string_param"]) > 0
+    engine, _ = argus
+    variant = params["variant"]["string_param"]
+    assert engine.metrics.value("argus_measured_clip_score_count", {"variant": variant}) >= 1  # measured beside predicted
+
+
+@pytest.mark.parametrize(
+    "inputs,model,message",
+    [
+        (lambda: t2i_inputs(""), "t2i", "empty"),
+        (lambda: t2i_inputs("a" * 100_000), "t2i", "100000 bytes"),
+        (lambda: t2i_inputs(b"\xff\xfe bad"), "t2i", "UTF-8"),
+        (lambda: t2i_inputs("a red circle", slo_ms=-5), "t2i", "SLO_MS"),
+        (lambda: t2i_inputs("a red\x00 circle"), "t2i", "control characters"),
+        (lambda: t2i_inputs("a red circle", tenant="bad\x07tenant"), "t2i", "TENANT"),
+        (lambda: t2i_inputs("a red circle"), "t2i_k0", "unknown model"),
+    ],
+)
+def test_bad_input_gets_invalid_argument_and_others_are_unaffected(argus, inputs, model, message):
+    _, client = argus
+    with pytest.raises(InferenceServerException) as err:
+        client.infer(model, inputs())
+    assert err.value.status() == "StatusCode.INVALID_ARGUMENT" and message.lower() in err.value.message().lower()
+    assert client.infer("t2i", t2i_inputs("a blue square")).as_numpy("IMAGE").shape == (32, 32, 3)
+
+
+def test_model_control_is_not_reachable_through_the_front_door(argus):
+    _, client = argus
+    with pytest.raises(InferenceServerException) as err:
+        client.load_model("t2i_k0")
+    assert "UNIMPLEMENTED" in err.value.status()
+
+
+def test_perf_analyzer_runs_against_the_front_door(argus, tmp_path):
+    from orchestrator.triton.perf import perf_analyzer_command, perf_analyzer_env
+
+    engine, _ = argus
+    csv = tmp_path / "fd.csv"
+    cmd = perf_analyzer_command("t2i", f"127.0.0.1:{engine.cfg.port}", "1", 2000, csv, 1, 1000)
+    r = subprocess.run(cmd, env=perf_analyzer_env(), capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
+    assert float(csv.read_text().splitlines()[1].split(",")[1]) > 0
+
+
+def test_clipper_ha_never_approximates(triton, profile_path):
+    server, engine, client = start_frontdoor(triton, profile_path, "clipper-ha", default_slo_ms=50)
+    try:
+        for i in range(4):  # repeated prompt: the cache holds it, and the SLO is hopeless
+            res = client.infer("t2i", t2i_inputs("a small red square at the top", seed=i))
+            assert res.get_response(as_json=True)["parameters"]["variant"]["string_param"] == "k0"
+        assert engine.metrics.value("argus_variant_total", {"variant": "k0"}) == 4
+    finally:
+        server.stop(0)
+        engine.close()
+
+
+def _open_loop(client, rate_rps: float, seconds: float, prompts: list[str]) -> list:
+    """Send at a fixed rate regardless of completions (open loop); returns the results."""
+    results = []
+
+    def cb(result=None, error=None):
+        results.append(error if error is not None else result)
+
+    n = int(rate_rps * seconds)
+    t0 = time.monotonic()
+    for i in range(n):
+        time.sleep(max(0.0, t0 + i / rate_rps - time.monotonic()))
+        client.async_infer("t2i", t2i_inputs(prompts[i % len(prompts)], seed=i), cb)
+    deadline = time.monotonic() + 120
+    while len(results) < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return results
+
+
+def test_argus_approximates_under_overload_and_recovers(argus):
+    engine, client = argus
+    prompts = ["a large red circle on the left", "two small blue squares", "a green triangle at the top on a gray background"]
+    for p in prompts:  # fill the cache
+        client.infer("t2i", t2i_inputs(p))
+    approximated_before = sum(engine.metrics.value("argus_variant_total", {"variant": v}) for v in engine.policy.variants if v != "k0")
+    k0_capacity = 1000.0 / engine.profile.variants["k0"].latency_ms[1]
+    planned, done = [], threading.Event()
+
+    def sample():  # the plan while the load is on (after the drain it may already be back at 1.0)
+        while not done.wait(0.1):
+            planned.append(engine.metrics.value("argus_planned_quality"))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        _open_loop(client, rate_rps=3 * k0_capacity, seconds=8, prompts=prompts)
+    finally:
+        done.set()
+        sampler.join()
+    approximated = sum(engine.metrics.value("argus_variant_total", {"variant": v}) for v in engine.policy.variants if v != "k0")
+    assert approximated > approximated_before, "under 3x the k0 capacity argus must approximate"
+    assert min(planned) < 1.0
+    # The plan reached Triton: the denoisers' instance counts follow it (model-control API).
+    from orchestrator.triton.control import instance_count
+
+    tc = engine.workers.client(engine.cfg.workers[0])
+    raised = [v for v in engine.policy.variants if v != "k0"
+              and engine.metrics.value("argus_instance_changes_total", {"model": f"denoiser_{v}", "count": str(engine.cfg.max_instances)}) > 0]
+    assert raised, "under overload an approximate variant's denoiser must get more instances"
+    # Load drops to a trickle: the plan returns to full quality and requests get k0 again.
+    deadline = time.monotonic() + 30
+    while engine.metrics.value("argus_planned_quality") < 0.999 and time.monotonic() < deadline:
+        client.infer("t2i", t2i_inputs(prompts[0]))
+        time.sleep(0.5)
+    assert engine.metrics.value("argus_planned_quality") >= 0.999
+    deadline = time.monotonic() + 30  # full quality planned: k0 gets the instances again
+    while instance_count(tc, "denoiser_k0") != engine.cfg.max_instances and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert instance_count(tc, "denoiser_k0") == engine.cfg.max_instances
+    # A new prompt gets full quality again (a repeated one may take its own cached latent:
+    # an exact match is the same image at less cost).
+    res = client.infer("t2i", t2i_inputs("a large purple square at the bottom on a white background"))
+    assert res.get_response(as_json=True)["parameters"]["variant"]["string_param"] == "k0"
+
+
+def test_bearer_token_is_enforced_when_configured(triton, profile_path):
+    server, engine, client = start_frontdoor(triton, profile_path, "clipper-ht", auth_token="s3cret")
+    try:
+        with pytest.raises(InferenceServerException) as err:
+            client.infer("t2i", t2i_inputs("a red circle"))
+        assert "UNAUTHENTICATED" in err.value.status()
+        res = client.infer("t2i", t2i_inputs("a red circle"), headers={"authorization": "Bearer s3cret"})
+        assert res.get_response(as_json=True)["parameters"]["variant"]["string_param"] == "fast"
+    finally:
+        server.stop(0)
+        engine.close()
+
+
+def test_two_tritonservers_form_a_cluster(triton, profile_path):
+    """A second real server on other loopback ports: the front door balances across both."""
+    from orchestrator.triton.server import TritonServer
+    from tests.conftest import triton_config
+
+    second = TritonServer(triton_config(("unet", "t2i_k0"))).start()
+    server, engine, client = start_frontdoor(triton, profile_path, "clipper-ha", extra_workers=[second.config.grpc_url])
+    try:
+        results = []
+
+        def cb(result=None, error=None):
+            results.append(error if error is not None else result.get_response(as_json=True)["parameters"]["worker"]["string_param"])
+
+        for i in range(6):
+            client.async_infer("t2i", t2i_inputs(f"a red circle number {i}", seed=i), cb)
+        deadline = time.monotonic() + 120
+        while len(results) < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(isinstance(r, str) for r in results), results
+        assert set(results) == {triton.config.grpc_url, second.config.grpc_url}
+    finally:
+        server.stop(0)
+        engine.close()
+        second.stop()

@@ -1,0 +1,170 @@
+"""Unit tests (fakes only, fake clock) for the forecaster, predictor, router and policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.policy.base import POLICIES, PolicyContext
+from orchestrator.policy.classes import PromptClasses
+from orchestrator.policy.control import ControlInput
+from orchestrator.policy.forecast import HoltForecaster
+from orchestrator.policy.predictor import QualityPredictor, evaluate_predictor
+from orchestrator.policy.registry import make_policy
+from orchestrator.policy.router import ClusterState, RequestFeatures, WorkerState
+from orchestrator.profile.schema import Profile, QualityTable, VariantProfile
+
+VARIANTS = ["k0", "k10", "k25", "fast"]
+
+
+def fake_profile(n=200, seed=0) -> Profile:
+    """Two prompt populations: 'robust' ones lose little at high K, 'fragile' ones lose a lot."""
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(n, 16))
+    fragile = emb[:, 0] > 0
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    sim = {v: rng.uniform(0.6, 1.0, n) for v in ("k10", "k25")}
+    rq = {
+        "k10": np.where(fragile, 0.85, 0.98) - 0.2 * (1 - sim["k10"]),
+        "k25": np.where(fragile, 0.6, 0.95) - 0.3 * (1 - sim["k25"]),
+        "fast": np.where(fragile, 0.7, 0.8),
+    }
+    lat = {"k0": 1000.0, "k10": 800.0, "k25": 500.0, "fast": 300.0}
+    variants = {v: VariantProfile(v, int(v[1:]) if v != "fast" else 0, f"t2i_{v}", {1: lat[v], 4: 3 * lat[v]}, 8.0 if v == "fast" else 0.0,
+                                  needs_cache=v in ("k10", "k25")) for v in VARIANTS}
+    table = QualityTable([f"p{i}" for i in range(n)], emb.astype(np.float32), {k: v.astype(np.float32) for k, v in rq.items()},
+                         {k: v.astype(np.float32) for k, v in sim.items()})
+    return Profile(variants, table, {10: 0.75, 25: 0.9}, source="unit-test fake")
+
+
+def ctx(profile=None):
+    profile = profile or fake_profile()
+    return PolicyContext(profile, QualityPredictor.fit(profile.quality), PromptClasses.fit(profile.quality.embeddings, k=4), slo_ms=5000)
+
+
+def plan(policy, demand_rps, num_workers=2, previous=None, classes=4, interval_s=2.0):
+    """One replan with a uniform class mix and no observed availability (the profile's)."""
+    nan = np.full((classes, len(policy.variants)), np.nan)
+    return policy.replan(ControlInput(demand_rps, np.full(classes, 1.0 / classes), num_workers, previous, nan, interval_s))
+
+
+def request(deadline=10.0, available=("k0", "k10", "k25", "fast"), quality=None, cls=0):
+    q = quality or {"k0": 1.0, "k10": 0.95, "k25": 0.9, "fast": 0.7}
+    return RequestFeatures("r", 0.0, deadline, cls, q, frozenset(available))
+
+
+def state(backlog=0.0, families=("base", "base")):
+    return ClusterState([WorkerState(f"w{i}", f, backlog) for i, f in enumerate(families)], np.zeros((4, len(VARIANTS))))
+
+
+def test_forecaster_follows_ramps_and_jumps_on_bursts():
+    f = HoltForecaster()
+    for r in (10, 12, 14, 16, 18):
+        f.observe(r)
+    assert f.trend_rps_per_step > 0 and f.forecast(1) > f.level_rps
+    assert 18 < f.forecast(3) < 26  # the trend carries it past the last sample
+    f.observe(60)
+    assert f.bursting and f.forecast(1) >= 60
+    with pytest.raises(ValueError):
+        f.observe(-1)
+
+
+def test_predictor_beats_the_mean_and_mostly_agrees_with_the_oracle():
+    report = evaluate_predictor(fake_profile(400))
+    for v in ("k10", "k25", "fast"):
+        assert report["mae"][v] < 0.5 * report["mae_of_mean_baseline"][v]
+    assert report["oracle_agreement"] > 0.8
+
+
+def test_registry_has_every_policy_and_rejects_unknown():
+    assert set(POLICIES) == {"argus", "clipper-ha", "clipper-ht", "nirvana", "proteus"}
+    with pytest.raises(ValueError, match="unknown policy"):
+        make_policy("best", ctx())
+
+
+def test_clipper_ha_never_approximates_even_when_late():
+    p = make_policy("clipper-ha", ctx())
+    d = p.route(request(deadline=0.1), state(backlog=100.0), now_s=0.0)
+    assert d.variant == "k0"
+
+
+def test_clipper_ht_always_takes_the_fastest():
+    p = make_policy("clipper-ht", ctx())
+    assert p.route(request(), state(families=("fast",)), 0.0).variant == "fast"
+
+
+def test_nirvana_takes_the_largest_cached_k_regardless_of_load():
+    p = make_policy("nirvana", ctx())
+    assert p.route(request(available=("k0", "k10", "k25")), state(), 0.0).variant == "k25"
+    assert p.route(request(available=("k0", "k10")), state(), 0.0).variant == "k10"
+    assert p.route(request(available=("k0",)), state(), 0.0).variant == "k0"
+
+
+def test_argus_serves_full_quality_at_low_load_and_approximates_under_load():
+    p = make_policy("argus", ctx())
+    low = plan(p, 1.0)
+    assert low.expected_quality == pytest.approx(1.0)
+    assert p.route(request(), state(), 0.0).variant == "k0"
+    high = plan(p, 2.5, previous={"base": 2})
+    assert high.expected_quality < 1.0 and high.shed.max() < 1e-6
+    st = state(families=tuple(["base"] * high.workers.get("base", 0) + ["fast"] * high.workers.get("fast", 0)))
+    robust = {"k0": 1.0, "k10": 0.99, "k25": 0.97, "fast": 0.8}
+    fragile = {"k0": 1.0, "k10": 0.85, "k25": 0.6, "fast": 0.6}
+    picks = {"robust": [], "fragile": []}
+    for i in range(200):  # a stream: the class price rises until spending fits the plan's budget
+        kind = "robust" if i % 2 else "fragile"
+        req = request(cls=0, quality=robust if kind == "robust" else fragile)
+        d = p.route(req, st, 0.0)
+        st.apply(req, d, p.variants)
+        st.release(d)  # each request finishes before the next arrives
+        picks[kind].append(d.variant)
+    tail = {k: v[-50:] for k, v in picks.items()}
+    assert sum(v != "k0" for v in tail["robust"]) > 25  # robust prompts take the approximations
+    # Per prompt beats per class: the same stream sent by the class's planned mix scores lower.
+    realized = np.mean([robust[v] for v in tail["robust"]] + [fragile[v] for v in tail["fragile"]])
+    planned = sum(share * (robust[v] + fragile[v]) / 2 for v, share in high.target(0).items())
+    assert realized > planned
+
+
+def test_router_deadline_logic_redirects_then_sheds():
+    p = make_policy("argus", ctx())
+    plan(p, 1.0)  # plan: all k0
+    # k0 needs 1.0 s after a 0.5 s backlog; deadline 1.2 s: redirect to the best feasible (k25: 1.0 s).
+    d = p.route(request(deadline=1.2), state(backlog=0.5), now_s=0.0)
+    assert d.variant == "k25" and d.reason.startswith("redirect")
+    # Nothing fits in 0.4 s on base workers, and no fast worker exists: shed.
+    d = p.route(request(deadline=0.4), state(backlog=0.5), now_s=0.0)
+    assert d.variant is None
+    # The same request 0.1 s later on the fake clock has less slack: the deadline is absolute.
+    assert p.route(request(deadline=1.2), state(backlog=0.5), now_s=0.3).variant is None
+
+
+def test_proteus_is_prompt_agnostic():
+    p = make_policy("proteus", ctx())
+    assert set(p.variants) == {"k0", "fast"}
+    assert plan(p, 5.0).fractions.shape[0] == 1
+
+
+def test_booking_and_release_move_the_worker_backlog():
+    p = make_policy("clipper-ha", ctx())
+    st = state()
+    req = request()
+    d = p.route(req, st, 0.0)
+    st.apply(req, d, p.variants)
+    from orchestrator.policy.router import booked_s
+
+    # Booked: k0's share of the largest batch that fits the SLO (at most its batch-1 latency, 1 s here).
+    assert d.booked_s == pytest.approx(booked_s(p.ctx.profile, "k0", 1000 * (req.deadline_s - req.arrival_s)))
+    assert 0 < d.booked_s <= 1.0
+    assert st.worker(d.worker).backlog_s == pytest.approx(d.booked_s) and st.served[0, p.variants.index("k0")] == 1
+    assert st.release(d) == 0.0
+
+
+def test_desired_instances_follow_the_plan():
+    from orchestrator.triton.control import desired_instances
+
+    variants = ["k0", "k10", "k25", "fast"]
+    fr = np.array([[0.2, 0.1, 0.7, 0.0], [0.0, 0.0, 0.5, 0.5]])
+    base = desired_instances("base", variants, fr, np.array([0.5, 0.5]))
+    assert base == {"denoiser_k0": 1, "denoiser_k10": 1, "denoiser_k25": 2}
+    assert desired_instances("fast", variants, fr, np.array([0.5, 0.5])) == {"denoiser_fast": 2}
