@@ -36,7 +36,7 @@ def triton_config(models: tuple[str, ...], **kw) -> TritonConfig:
     return TritonConfig(http_port=base, grpc_port=base + 1, metrics_port=base + 2, load_models=models, **kw)
 
 
-ALL_MODELS = tuple(models_to_load(RepositoryConfig())) + ("denoiser",)
+ALL_MODELS = tuple(models_to_load(RepositoryConfig()))
 
 
 @pytest.fixture(scope="session")

@@ -1,1 +1,1 @@
-"""Everything that talks to (or runs inside) the Triton Inference Server."""
+"""Everything that talks to the Triton Inference Server: its process, the repository it serves, and its clients."""

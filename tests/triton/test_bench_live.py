@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from orchestrator import bench_live
+from orchestrator.bench import live as bench_live
 from orchestrator.bench.live import LiveBenchConfig, compare, ranking, run_live_bench
 
 

@@ -14,7 +14,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from orchestrator.cache import client as cache
+from orchestrator.triton import cache
 from orchestrator.triton.client import generate_with_levels, infer_input
 from orchestrator.triton.repository import RepositoryConfig, write_repository
 from orchestrator.triton.server import TritonServer

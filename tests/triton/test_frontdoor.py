@@ -70,6 +70,7 @@ def test_tritonclient_gets_an_image_and_the_decision(argus):
     assert float(params["predicted_quality"]["string_param"]) > 0
     engine, _ = argus
     variant = params["variant"]["string_param"]
+    assert engine.scorer.flush(30)  # scored off the response path, in the sampler's thread
     assert engine.metrics.value("argus_measured_clip_score_count", {"variant": variant}) >= 1  # measured beside predicted
 
 

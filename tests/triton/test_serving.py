@@ -21,7 +21,7 @@ def unet_executions(client, model: str = "unet") -> int:
 
 def test_every_model_is_ready(client):
     index = {m["name"]: m.get("state") for m in client.get_model_repository_index(as_json=True)["models"]}
-    expected = {"text_encoder", "unet", "unet_fast", "vae_decoder", "denoiser", "cache_retrieval"}
+    expected = {"text_encoder", "unet", "unet_fast", "vae_decoder", "cache_retrieval"}
     expected |= {ensemble_name(v) for v in REPO.variants} | {f"denoiser_{v}" for v in REPO.variants}
     assert {name for name, state in index.items() if state == "READY"} == expected
 
@@ -71,22 +71,6 @@ def test_fast_variant_uses_the_fast_unet(client):
     images = generate(client, ["a red circle", "a blue square"], [0, 1], "fast")
     assert images.shape == (2, 32, 32, 3)
     assert unet_executions(client, "unet_fast") - before == REPO.fast_num_inference_steps
-
-
-def test_generic_denoiser_groups_by_k(client):
-    hidden = np.zeros((1, 24, 64), np.float32)
-    pooled = np.zeros((1, 64), np.float32)
-    inputs = [
-        infer_input("ENCODER_HIDDEN_STATES", hidden, "FP32"),
-        infer_input("TEXT_EMBEDS", pooled, "FP32"),
-        infer_input("SEED", np.zeros((1, 1), np.int64), "INT64"),
-        infer_input("LATENT", np.zeros((1, 4, 8, 8), np.float32), "FP32"),
-        infer_input("STEP_SKIP_K", np.array([[45]], np.int32), "INT32"),
-    ]
-    before = unet_executions(client)
-    out = client.infer("denoiser", inputs).as_numpy("LATENT_OUT")
-    assert out.shape == (1, 4, 8, 8)
-    assert unet_executions(client) - before == 5
 
 
 @pytest.mark.parametrize(

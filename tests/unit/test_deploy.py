@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from orchestrator.paths import PROJECT_ROOT
 
-from pathlib import Path
 
 import yaml
 
