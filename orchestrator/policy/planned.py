@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -64,7 +65,11 @@ class _Planned(Policy):
 class Argus(_Planned):
     prompt_classes = True
 
-    def plan_input(self, inp):
+    @functools.cached_property
+    def _profile_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """(quality, availability), each (classes, variants), from the profile's quality table: the
+        predicted quality and the share clearing the cache threshold, per class. Fixed by the
+        profile, so computed once, not at every control tick."""
         ctx = self.ctx
         table = ctx.profile.quality
         variants = self.variants
@@ -81,11 +86,15 @@ class Argus(_Planned):
                 q[c, j] = pred[v][rows].mean() if v != "k0" else 1.0
                 if ctx.profile.variants[v].needs_cache:
                     a[c, j] = float((table.similarity[v][rows] >= ctx.profile.thresholds[ctx.profile.variants[v].k]).mean())
-        observed = inp.observed_availability
-        if observed is not None:  # the live cache's hit rates, where traffic has shown them
-            cached = [j for j, v in enumerate(variants) if ctx.profile.variants[v].needs_cache]
-            a[:, cached] = np.where(np.isnan(observed[:, cached]), a[:, cached], observed[:, cached])
-        return self._common(variants, q, a, inp.class_mix, inp)
+        return q, a
+
+    def plan_input(self, inp):
+        q, profiled = self._profile_tables
+        observed = inp.observed_availability  # the live cache's hit rates, where traffic has shown them (NaN elsewhere)
+        cached = [j for j, v in enumerate(self.variants) if self.ctx.profile.variants[v].needs_cache]
+        a = profiled.copy()
+        a[:, cached] = np.where(np.isnan(observed[:, cached]), profiled[:, cached], observed[:, cached])
+        return self._common(self.variants, q, a, inp.class_mix, inp)
 
 
 @register("proteus")

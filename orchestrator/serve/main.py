@@ -47,15 +47,13 @@ def run_server(cfg: FrontDoorConfig, local: LocalWorkers, no_auth: bool, log_lev
     """Serve until a signal, then drain: no new admissions, in-flight requests finish (up to the
     drain timeout), local tritonservers stop (their cache is persisted)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if cfg.auth_token is None and not no_auth:
-        cfg.auth_token = secrets.token_urlsafe(24)
-        print(f"generated bearer token (pass --auth-token/ARGUS_AUTH_TOKEN to choose one, --no-auth to disable): {cfg.auth_token}",
+    token = cfg.auth_token
+    if token is None and not no_auth:
+        token = secrets.token_urlsafe(24)
+        print(f"generated bearer token (pass --auth-token/ARGUS_AUTH_TOKEN to choose one, --no-auth to disable): {token}",
               file=sys.stderr, flush=True)
-    cfg.allow_unauthenticated = no_auth and cfg.auth_token is None
-    servers = {}
-    if not cfg.workers:
-        servers = start_local_workers(local)
-        cfg.workers = list(servers)
+    servers = {} if cfg.workers else start_local_workers(local)
+    cfg = dataclasses.replace(cfg, auth_token=token, allow_unauthenticated=no_auth and token is None, workers=cfg.workers or list(servers))
     server, engine = serve(cfg, servers=servers)
     echo(f"front door on {cfg.address}:{cfg.port} (policy {cfg.policy}, workers {cfg.workers}); metrics on :{cfg.metrics_port}")
     done = threading.Event()
