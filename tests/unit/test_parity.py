@@ -18,7 +18,6 @@ import json
 import numpy as np
 import pytest
 
-from orchestrator.bench.common import build_workload
 from orchestrator.paths import CPU_PROFILE
 from orchestrator.policy.base import PolicyContext
 from orchestrator.policy.registry import make_policy, policy_names
@@ -27,6 +26,7 @@ from orchestrator.serve.admission import Admitted
 from orchestrator.serve.config import FrontDoorConfig
 from orchestrator.serve.engine import Engine
 from orchestrator.sim.simulator import SimConfig, Simulator
+from orchestrator.sim.workload import on_off, request_stream, world_prompt_stream
 from orchestrator.sim.world import TableWorld
 from orchestrator.triton.cache import Retrieval
 
@@ -70,15 +70,19 @@ def assert_same_inputs(live, sim):
 @pytest.mark.parametrize("policy", policy_names())
 def test_engine_and_simulator_decide_identically(profile_path, policy):
     profile = Profile.load(profile_path)
-    wl = build_workload(profile, "twitter", num_workers=1, peak_load=2.0, duration_s=45.0, prompts="world")
-    sim = Simulator(profile, make_policy(policy, PolicyContext.build(profile, wl.slo_ms)), SimConfig(1, max_batch=8))
-    sim.run(wl.requests)
+    k0 = profile.variants["k0"]
+    slo_ms = 2 * k0.latency_ms[1]
+    capacity = k0.throughput(slo_ms)  # one worker's k0 capacity at the SLO
+    trace = on_off(0.5 * capacity, 2.0 * capacity, period_s=15.0, duty=0.5, duration_s=45.0)  # bursts at 2x: the plan must act
+    requests = request_stream(trace, world_prompt_stream(len(trace.arrivals_s)), slo_ms)
+    sim = Simulator(profile, make_policy(policy, PolicyContext.build(profile, slo_ms)), SimConfig(1, max_batch=8))
+    sim.run(requests)
 
     clock = [0.0]
     cfg = FrontDoorConfig(workers=["w0"], profile_path=profile_path, policy=policy, allow_unauthenticated=True, score_quality=False,
-                          max_instances=0, default_slo_ms=wl.slo_ms, metrics_port=None)
+                          max_instances=0, default_slo_ms=slo_ms, metrics_port=None)
     engine = Engine(cfg, workers=FakeTriton(profile), clock=lambda: clock[0])
-    by_id = {r.request_id: r for r in wl.requests}
+    by_id = {r.request_id: r for r in requests}
     booked: dict[str, tuple] = {}
     ticks = decisions = 0
     for ev in sim.log:
@@ -104,7 +108,7 @@ def test_engine_and_simulator_decide_identically(profile_path, policy):
             if step.plan is not None:
                 np.testing.assert_array_equal(step.plan.fractions, ev.step.plan.fractions)
             ticks += 1
-    assert decisions == len(wl.requests) and ticks > 10 and not booked and engine.in_flight == 0
+    assert decisions == len(requests) and ticks > 10 and not booked and engine.in_flight == 0
     mix = {d.variant for d in (e.decision for e in sim.log if e.kind == "arrival")}
     if policy == "argus":  # the stream is hard enough to exercise the plan: approximations and k0 both occur
         assert "k0" in mix and len(mix - {"k0", None}) >= 1
