@@ -56,6 +56,14 @@ class TrainConfig:
     out_dir: Path = WEIGHTS_DIR
     shared_prompts_dir: Path | None = SHARED_DATA / "prompts"
     log_every: int = 100
+    ema_decay: float = 0.0  # 0 keeps the raw weights; > 0 ships an exponential moving average of them
+    ckpt_dir: Path | None = None  # phase results and UNet progress land here, so a stopped run resumes
+    ckpt_every: int = 250  # UNet steps between checkpoints
+
+    @classmethod
+    def long(cls, ckpt_dir: Path) -> TrainConfig:
+        """The longer recipe in training (many CPU hours): more scenes, 10x the base UNet's steps, EMA."""
+        return cls(num_scenes=100_000, unet_steps=35_000, unet_lr=5e-4, ema_decay=0.9995, num_threads=1, ckpt_dir=ckpt_dir)
 
     @classmethod
     def smoke(cls, out_dir: Path) -> TrainConfig:
@@ -164,22 +172,43 @@ def encode_all(comps: Components, data: Dataset) -> tuple[torch.Tensor, torch.Te
     return latents * scaling, torch.cat(hid), torch.cat(pool), scaling
 
 
+def _unet_ckpt(cfg: TrainConfig, name: str) -> Path | None:
+    return Path(cfg.ckpt_dir) / f"{name}.pt" if cfg.ckpt_dir else None
+
+
 def train_unet(cfg: TrainConfig, comps: Components, name: str, steps: int, latents, hidden, pooled) -> list[float]:
-    """DDPM epsilon objective with classifier-free-guidance dropout (uncond = the empty prompt)."""
+    """DDPM epsilon objective with classifier-free-guidance dropout (uncond = the empty prompt).
+
+    With ``cfg.ckpt_dir`` the model, optimiser, EMA and generator state are saved every
+    ``cfg.ckpt_every`` steps and a rerun resumes from there, bit for bit as if never stopped.
+    """
+    import copy
+
     from diffusers import DDPMScheduler
 
     kw = {k: v for k, v in scheduler_kwargs().items() if k not in ("set_alpha_to_one",)}
     noise_sched = DDPMScheduler(**kw)
     unet = comps.unets[name].train()
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.01)
+    ema = copy.deepcopy(unet).eval() if cfg.ema_decay > 0 else None
     with torch.no_grad():
         ids = torch.from_numpy(comps.tokenizer([""]))
         out = comps.clip.text_model(input_ids=ids)
         u_hid, u_pool = out.last_hidden_state, comps.clip.text_projection(out.pooler_output)
     time_ids = torch.from_numpy(default_time_ids()).expand(cfg.unet_batch, -1)
     g = torch.Generator().manual_seed(cfg.seed + 2 + len(name))
-    losses, t0 = [], time.time()
-    for step in range(steps):
+    losses, t0, start, wall_before_s = [], time.time(), 0, 0.0
+    ckpt = _unet_ckpt(cfg, name)
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        unet.load_state_dict(state["unet"])
+        opt.load_state_dict(state["opt"])
+        g.set_state(state["generator"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        start, losses, wall_before_s = state["step"], state["losses"], state.get("wall_s", 0.0)
+        print(f"[{name}] resumed at step {start} after {wall_before_s:.0f}s of training", flush=True)
+    for step in range(start, steps):
         idx = torch.randint(len(latents), (cfg.unet_batch,), generator=g)
         x0, hid, pool = latents[idx], hidden[idx].clone(), pooled[idx].clone()
         drop = torch.rand(cfg.unet_batch, generator=g) < cfg.cond_dropout
@@ -194,9 +223,22 @@ def train_unet(cfg: TrainConfig, comps: Components, name: str, steps: int, laten
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                    pe.lerp_(p, 1 - cfg.ema_decay)
         losses.append(loss.item())
         if step % cfg.log_every == 0 or step == steps - 1:
             _log(name, step, steps, float(np.mean(losses[-cfg.log_every :])), t0)
+        if ckpt is not None and ((step + 1) % cfg.ckpt_every == 0 or step == steps - 1):
+            state = {"unet": unet.state_dict(), "opt": opt.state_dict(), "generator": g.get_state(), "step": step + 1, "losses": losses,
+                     "wall_s": wall_before_s + time.time() - t0}
+            if ema is not None:
+                state["ema"] = ema.state_dict()
+            torch.save(state, ckpt.with_suffix(".tmp"))
+            ckpt.with_suffix(".tmp").replace(ckpt)
+    if ema is not None:
+        unet.load_state_dict(ema.state_dict())
     unet.eval()
     return losses
 
@@ -232,11 +274,36 @@ def train_embedded(cfg: TrainConfig) -> dict:
         print(f"== {name} done in {walls[name]}s", flush=True)
         return result
 
+    ckpt = Path(cfg.ckpt_dir) if cfg.ckpt_dir else None
+    if ckpt is not None:
+        ckpt.mkdir(parents=True, exist_ok=True)
+
+    def resumable(name: str, module: torch.nn.Module, fn, *args) -> list[float]:
+        """Train ``module`` in phase ``name``, or load it when a checkpoint of that phase exists."""
+        path = ckpt / f"{name}.pt" if ckpt is not None else None
+        if path is not None and path.exists():
+            state = torch.load(path, weights_only=False)
+            module.load_state_dict(state["state"])
+            module.eval()
+            print(f"== {name} loaded from {path}", flush=True)
+            walls[name] = state["wall_s"]
+            return state["losses"]
+        losses = phase(name, fn, *args)
+        if path is not None:
+            torch.save({"state": module.state_dict(), "losses": losses, "wall_s": walls[name]}, path)
+        return losses
+
     data = phase("dataset", make_dataset, cfg)
-    tokenizer = phase("tokenizer", train_tokenizer, cfg, data)
+    tok_path = ckpt / "tokenizer.json" if ckpt is not None else None
+    if tok_path is not None and tok_path.exists():
+        tokenizer = PromptTokenizer.load(tok_path)
+    else:
+        tokenizer = phase("tokenizer", train_tokenizer, cfg, data)
+        if tok_path is not None:
+            tokenizer.save(tok_path)
     comps = build_random(cfg.seed, tokenizer)
-    clip_losses = phase("clip", train_clip, cfg, comps, data)
-    vae_losses = phase("vae", train_vae, cfg, comps, data)
+    clip_losses = resumable("clip", comps.clip, train_clip, cfg, comps, data)
+    vae_losses = resumable("vae", comps.vae, train_vae, cfg, comps, data)
     latents, hidden, pooled, scaling = phase("encode", encode_all, comps, data)
     comps.vae_scaling_factor = scaling
     unet_losses = phase(BASE_UNET.name, train_unet, cfg, comps, BASE_UNET.name, cfg.unet_steps, latents, hidden, pooled)
@@ -267,10 +334,17 @@ if __name__ == "__main__":
         print(train_embedded(TrainConfig()))
 
 
-def train_command(smoke: bool, out: Path | None, seed: int) -> dict:
+def train_command(smoke: bool, out: Path | None, seed: int, recipe: str = "shipped", ckpt: Path | None = None) -> dict:
     """``argus train-embedded``: the full schedule into tiny_model/weights (or ``out``); ``smoke``: a
-    few steps of every phase into runs/smoke_weights (CI). Returns the wall time per phase."""
-    cfg = TrainConfig.smoke(out or Path("runs/smoke_weights")) if smoke else TrainConfig(seed=seed)
+    few steps of every phase into runs/smoke_weights (CI); ``recipe="long"``: the longer recipe,
+    checkpointed into ``ckpt`` (default runs/train_long) so that it resumes. Returns the wall time per phase."""
+    if smoke:
+        cfg = TrainConfig.smoke(out or Path("runs/smoke_weights"))
+        cfg.ckpt_dir = ckpt
+    elif recipe == "long":
+        cfg = TrainConfig.long(ckpt or Path("runs/train_long"))
+    else:
+        cfg = TrainConfig(seed=seed, ckpt_dir=ckpt)
     if out and not smoke:
         cfg.out_dir = out
     cfg.seed = seed
