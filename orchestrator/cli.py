@@ -95,11 +95,14 @@ def perf(
     batch: int = typer.Option(1),
     csv: Optional[Path] = typer.Option(None, help="Write perf_analyzer's CSV here."),
     stability_pct: int = typer.Option(50, help="Allowed variation between windows (raise it on a busy machine)."),
+    protocol: str = typer.Option("grpc", "-i", "--protocol", help="grpc or http (then --url is the HTTP port's host:port)."),
 ):
-    """Run perf_analyzer (from tritonclient 2.51) against a running server over gRPC."""
+    """Run perf_analyzer (from tritonclient 2.51) against a running server or the front door."""
     from orchestrator.triton.perf import run_perf
 
-    raise typer.Exit(run_perf(model, url, concurrency, interval_ms, csv, batch, stability_pct))
+    if protocol not in ("grpc", "http"):
+        raise typer.BadParameter(f"--protocol must be grpc or http, not {protocol!r}")
+    raise typer.Exit(run_perf(model, url, concurrency, interval_ms, csv, batch, stability_pct, protocol))
 
 
 @app.command("train-embedded")
@@ -187,7 +190,8 @@ def serve(
     local_base_port: int = typer.Option(18600, help="Local worker i uses HTTP/gRPC/metrics ports base+10i .. base+10i+2."),
     variants: str = typer.Option("", help="Comma-separated variants local workers load (default: all)."),
     profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"),
-    port: int = typer.Option(18500),
+    port: int = typer.Option(18500, help="KServe v2 gRPC port."),
+    http_port: int = typer.Option(18501, help="KServe v2 HTTP/REST and OpenAI Images API port (0: no HTTP)."),
     metrics_port: int = typer.Option(18502),
     address: str = typer.Option("127.0.0.1", help="Bind address of the front door and its metrics (loopback unless told otherwise)."),
     slo_ms: float = typer.Option(5000.0, help="Default SLO for requests that send none."),
@@ -199,7 +203,8 @@ def serve(
     cache_dir: Optional[Path] = typer.Option(None, help="Where local workers persist the approximate cache."),
     log_level: str = typer.Option("INFO", help="DEBUG logs full prompts; other levels never do."),
 ):
-    """Run the front door (KServe v2 gRPC, model 't2i') in front of a cluster of Triton workers.
+    """Run the front door (model 't2i' over KServe v2 gRPC and HTTP, and POST /v1/images/generations) in
+    front of a cluster of Triton workers.
 
     SIGTERM/SIGINT drain: no new admissions, in-flight requests finish (up to --drain-timeout-s),
     local tritonservers stop (their cache is persisted), exit 0."""
@@ -207,7 +212,7 @@ def serve(
     from orchestrator.serve.main import LocalWorkers, run_server
 
     cfg = FrontDoorConfig(workers=[w for w in workers.split(",") if w], profile_path=profile_path, policy=policy, address=address, port=port,
-                          metrics_port=metrics_port, default_slo_ms=slo_ms, auth_token=auth_token,
+                          http_port=http_port or None, metrics_port=metrics_port, default_slo_ms=slo_ms, auth_token=auth_token,
                           tenants=frozenset(t for t in tenants.split(",") if t) or None, max_queue=max_queue, drain_timeout_s=drain_timeout_s)
     local = LocalWorkers(local_workers, local_base_port, tuple(v for v in variants.split(",") if v), cache_dir)
     run_server(cfg, local, no_auth, log_level, echo=console.print)

@@ -102,10 +102,10 @@ def run_orchestrated(cfg: DemoConfig, worker: str, prompts: list[str], log) -> d
     import threading
 
     from orchestrator.serve.config import FrontDoorConfig
-    from orchestrator.serve.grpc_service import serve
+    from orchestrator.serve.frontdoor import serve
 
-    fd_cfg = FrontDoorConfig(workers=[worker], profile_path=cfg.profile_path, policy="argus", port=cfg.frontdoor_port, metrics_port=None, allow_unauthenticated=True,
-                             plan_interval_s=1.0)
+    fd_cfg = FrontDoorConfig(workers=[worker], profile_path=cfg.profile_path, policy="argus", port=cfg.frontdoor_port, metrics_port=None, http_port=None,
+                             allow_unauthenticated=True, plan_interval_s=1.0)
     server, engine = serve(fd_cfg)
     try:
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{cfg.frontdoor_port}")

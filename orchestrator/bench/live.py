@@ -95,10 +95,10 @@ def replay(policy: str, requests: list[Request], worker: str, cfg: LiveBenchConf
     import tritonclient.grpc as grpcclient
 
     from orchestrator.serve.config import FrontDoorConfig
-    from orchestrator.serve.grpc_service import serve
+    from orchestrator.serve.frontdoor import serve
     from orchestrator.triton.client import infer_input
 
-    fd = FrontDoorConfig(workers=[worker], profile_path=cfg.profile_path, policy=policy, port=cfg.frontdoor_port, metrics_port=None, allow_unauthenticated=True,
+    fd = FrontDoorConfig(workers=[worker], profile_path=cfg.profile_path, policy=policy, port=cfg.frontdoor_port, metrics_port=None, http_port=None, allow_unauthenticated=True,
                          max_queue=cfg.max_queue, score_quality=False, max_instances=0,
                          default_slo_ms=requests[0].slo_ms if requests else 5000.0)
     server, engine = serve(fd)

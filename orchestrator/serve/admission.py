@@ -1,4 +1,9 @@
-"""Admission: a KServe v2 ``t2i`` request -> a validated ``Admitted`` (or ``BadInput`` with the reason)."""
+"""Admission: a request in any of the front door's protocols -> a validated ``Admitted`` (or
+``BadInput`` with the reason).
+
+Every protocol reduces its request to named arrays (KServe v2 gRPC and HTTP) or to fields (the
+OpenAI Images API), and all of them end in ``admit_fields``: one set of rules and messages.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,16 @@ class BadInput(ValueError):
     """A request the client must fix (INVALID_ARGUMENT / HTTP 400), with the reason."""
 
 
+class Unauthenticated(PermissionError):
+    """Missing or wrong bearer token (UNAUTHENTICATED / HTTP 401)."""
+
+
+def check_bearer(expected_token: str | None, authorization: str | None) -> None:
+    """The same token rule for every protocol: ``authorization: Bearer <token>`` when one is configured."""
+    if expected_token is not None and authorization != f"Bearer {expected_token}":
+        raise Unauthenticated("missing or wrong bearer token")
+
+
 def prompt_for_log(prompt: str) -> str:
     """Prompts are user data: full text only with debug logging, else length and a digest."""
     if log.isEnabledFor(logging.DEBUG):
@@ -41,82 +56,151 @@ class Admitted:
     arrival_s: float
 
 
+DTYPES = {"BYTES": np.object_, "INT64": np.int64, "INT32": np.int32, "FP32": np.float32, "FP64": np.float64}
+INPUT_NAMES = ("PROMPT", "SEED", "SLO_MS", "TENANT")
+
+
+def _check_shape(name: str, datatype: str, shape: list[int]) -> None:
+    if datatype not in DTYPES:
+        raise BadInput(f"input {name[:40]} has unsupported datatype {str(datatype)[:20]}")
+    if any(d < 0 for d in shape) or len(shape) > 4 or int(np.prod(shape, dtype=np.float64)) > 16:
+        raise BadInput(f"input {name[:40]} has shape {shape[:8]}; expected one element ([1] or [1, 1])")
+
+
 def _input_arrays(request: service_pb2.ModelInferRequest) -> dict[str, np.ndarray]:
-    dtypes = {"BYTES": np.object_, "INT64": np.int64, "INT32": np.int32, "FP32": np.float32, "FP64": np.float64}
+    """KServe v2 gRPC inputs (raw or typed contents) -> named arrays."""
     out = {}
     for i, inp in enumerate(request.inputs):
-        if inp.datatype not in dtypes:
-            raise BadInput(f"input {inp.name} has unsupported datatype {inp.datatype}")
         shape = [int(d) for d in inp.shape]
-        if any(d < 0 for d in shape) or len(shape) > 4 or int(np.prod(shape, dtype=np.float64)) > 16:
-            raise BadInput(f"input {inp.name[:40]} has shape {shape[:8]}; expected one element ([1] or [1, 1])")
+        _check_shape(inp.name, inp.datatype, shape)
         if i < len(request.raw_input_contents):
             raw = request.raw_input_contents[i]
-            arr = deserialize_bytes_tensor(raw) if inp.datatype == "BYTES" else np.frombuffer(raw, dtype=dtypes[inp.datatype])
+            arr = deserialize_bytes_tensor(raw) if inp.datatype == "BYTES" else np.frombuffer(raw, dtype=DTYPES[inp.datatype])
         elif inp.datatype == "BYTES":
             arr = np.array(list(inp.contents.bytes_contents), dtype=np.object_)
         else:
             field = {"INT64": "int64_contents", "INT32": "int_contents", "FP32": "fp32_contents", "FP64": "fp64_contents"}[inp.datatype]
-            arr = np.array(getattr(inp.contents, field), dtype=dtypes[inp.datatype])
+            arr = np.array(getattr(inp.contents, field), dtype=DTYPES[inp.datatype])
         if arr.size != int(np.prod(shape)):
             raise BadInput(f"input {inp.name} has {arr.size} elements for shape {shape}")
         out[inp.name] = arr.reshape(shape)
     return out
 
 
+def http_input_arrays(header: dict, binary: bytes) -> dict[str, np.ndarray]:
+    """KServe v2 HTTP/REST inputs -> named arrays: JSON ``data``, or the binary tensor extension
+    (``parameters.binary_data_size`` bytes each, in input order, after the JSON header)."""
+    inputs = header.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise BadInput("request has no 'inputs' list")
+    if len(inputs) > 8:
+        raise BadInput(f"{len(inputs)} inputs; expected at most {', '.join(INPUT_NAMES)}")
+    out, offset = {}, 0
+    for inp in inputs:
+        if not isinstance(inp, dict) or not isinstance(inp.get("name"), str):
+            raise BadInput("each input needs a 'name', 'datatype', 'shape' and 'data' (or binary_data_size)")
+        name, datatype, shape = inp["name"], inp.get("datatype"), inp.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise BadInput(f"input {name[:40]} needs 'shape', a list of integers")
+        _check_shape(name, datatype, shape)
+        size = (inp.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise BadInput(f"input {name[:40]}: binary_data_size {size} runs past the request body")
+            raw, offset = binary[offset : offset + size], offset + size
+            arr = deserialize_bytes_tensor(raw) if datatype == "BYTES" else np.frombuffer(raw, dtype=DTYPES[datatype])
+        else:
+            data = np.asarray(inp.get("data"), dtype=object).reshape(-1)
+            if datatype == "BYTES":
+                if not all(isinstance(x, str) for x in data):
+                    raise BadInput(f"input {name[:40]} (BYTES) needs string data")
+                arr = np.array([x.encode("utf-8", "surrogatepass") for x in data], dtype=np.object_)
+            else:
+                if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in data):
+                    raise BadInput(f"input {name[:40]} ({datatype}) needs numeric data")
+                arr = data.astype(DTYPES[datatype])
+        if arr.size != int(np.prod(shape)):
+            raise BadInput(f"input {name[:40]} has {arr.size} elements for shape {shape}")
+        out[name] = arr.reshape(shape)
+    return out
+
+
 def parse_request(request: service_pb2.ModelInferRequest, default_slo_ms: float, tenants: frozenset[str] | None = None,
                   now_s: float | None = None) -> Admitted:
-    """Validate one t2i request: one prompt (BYTES [1] or [1,1]), optional SEED, SLO_MS, TENANT."""
+    """Validate one KServe v2 gRPC t2i request: one prompt (BYTES [1] or [1,1]), optional SEED, SLO_MS, TENANT."""
+    def parse():
+        if request.model_name != MODEL_NAME:
+            raise BadInput(f"unknown model '{request.model_name[:100]}'; this endpoint serves '{MODEL_NAME}'")
+        if len(request.inputs) > 8:
+            raise BadInput(f"{len(request.inputs)} inputs; expected at most {', '.join(INPUT_NAMES)}")
+        return _input_arrays(request)
+
+    return _guarded(lambda: admit_arrays(parse(), request.id, default_slo_ms, tenants, now_s))
+
+
+def parse_http_request(header: dict, binary: bytes, default_slo_ms: float, tenants: frozenset[str] | None = None,
+                       now_s: float | None = None) -> Admitted:
+    """Validate one KServe v2 HTTP t2i request (JSON header plus the binary tensor extension's bytes)."""
+    rid = header.get("id", "")
+    if not isinstance(rid, str):
+        raise BadInput("request 'id' must be a string")
+    return _guarded(lambda: admit_arrays(http_input_arrays(header, binary), rid, default_slo_ms, tenants, now_s))
+
+
+def _guarded(parse):
     try:
-        return _parse_request(request, default_slo_ms, tenants, time.monotonic() if now_s is None else now_s)
+        return parse()
     except BadInput:
         raise
     except Exception as e:  # noqa: BLE001 - any malformed tensor is the client's error, never the server's
         raise BadInput(f"malformed request: {type(e).__name__}: {str(e)[:200]}") from None
 
 
-def _parse_request(request: service_pb2.ModelInferRequest, default_slo_ms: float, tenants: frozenset[str] | None, now_s: float) -> Admitted:
-    if request.model_name != MODEL_NAME:
-        raise BadInput(f"unknown model '{request.model_name[:100]}'; this endpoint serves '{MODEL_NAME}'")
-    if len(request.inputs) > 8:
-        raise BadInput(f"{len(request.inputs)} inputs; expected at most PROMPT, SEED, SLO_MS, TENANT")
-    arrays = _input_arrays(request)
-    unknown = set(arrays) - {"PROMPT", "SEED", "SLO_MS", "TENANT"}
+def admit_arrays(arrays: dict[str, np.ndarray], request_id: str, default_slo_ms: float, tenants: frozenset[str] | None,
+                 now_s: float | None) -> Admitted:
+    """Named input arrays (either KServe v2 transport) -> ``admit_fields``."""
+    unknown = set(arrays) - set(INPUT_NAMES)
     if unknown:
-        raise BadInput(f"unknown inputs {sorted(unknown)}; expected PROMPT, SEED, SLO_MS, TENANT")
+        raise BadInput(f"unknown inputs {sorted(unknown)}; expected {', '.join(INPUT_NAMES)}")
     if "PROMPT" not in arrays:
         raise BadInput("missing input PROMPT")
     prompts = arrays["PROMPT"].reshape(-1)
     if len(prompts) != 1:
         raise BadInput(f"one prompt per request, got {len(prompts)} (batching happens inside the cluster)")
-    try:
-        prompt = decode_text(prompts[0], "prompt", MAX_PROMPT_BYTES)
-    except InvalidText as e:
-        raise BadInput(str(e)) from None
 
-    def scalar(name, kinds, default):
+    def scalar(name, kinds):
         if name not in arrays:
-            return default
+            return None
         a = arrays[name].reshape(-1)
         if a.size != 1 or a.dtype.kind not in kinds:
             raise BadInput(f"{name} must be one {'integer' if kinds == 'iu' else 'number'}")
         return a[0].item()
 
-    seed = int(scalar("SEED", "iu", 0))
+    tenant = arrays["TENANT"].reshape(-1)[0] if "TENANT" in arrays else None
+    return admit_fields(prompts[0], scalar("SEED", "iu"), scalar("SLO_MS", "iuf"), tenant, request_id, default_slo_ms, tenants, now_s)
+
+
+def admit_fields(prompt: bytes | str, seed: int | None, slo_ms: float | None, tenant: bytes | str | None, request_id: str,
+                 default_slo_ms: float, tenants: frozenset[str] | None, now_s: float | None) -> Admitted:
+    """The one set of admission rules every protocol ends in."""
+    try:
+        text = decode_text(prompt, "prompt", MAX_PROMPT_BYTES)
+    except InvalidText as e:
+        raise BadInput(str(e)) from None
+    seed = 0 if seed is None else int(seed)
     if not 0 <= seed < 2**63:
         raise BadInput(f"SEED must be in [0, 2^63), got {seed}")
-    slo = float(scalar("SLO_MS", "iuf", default_slo_ms))
+    slo = default_slo_ms if slo_ms is None else float(slo_ms)
     if not np.isfinite(slo) or not 0 < slo <= MAX_SLO_MS:
         raise BadInput(f"SLO_MS must be in (0, {MAX_SLO_MS}], got {slo}")
-    tenant = None
-    if "TENANT" in arrays:
+    tenant_id = None
+    if tenant is not None:
         try:
-            tenant = decode_text(arrays["TENANT"].reshape(-1)[0], "TENANT", MAX_TENANT_BYTES, printable=True)
+            tenant_id = decode_text(tenant, "TENANT", MAX_TENANT_BYTES, printable=True)
         except InvalidText as e:
             raise BadInput(str(e)) from None
-        if tenants is not None and tenant not in tenants:
+        if tenants is not None and tenant_id not in tenants:
             raise BadInput("unknown tenant")
-    if len(request.id) > 128:
+    if len(request_id) > 128:
         raise BadInput("request id longer than 128 characters")
-    rid = request.id or uuid.uuid4().hex[:16]
-    return Admitted(rid, prompt, seed, slo, tenant, now_s)
+    return Admitted(request_id or uuid.uuid4().hex[:16], text, seed, slo, tenant_id, time.monotonic() if now_s is None else now_s)

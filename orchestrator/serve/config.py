@@ -15,6 +15,10 @@ class FrontDoorConfig:
     address: str = "127.0.0.1"
     port: int = 18500
     metrics_port: int | None = 18502
+    http_port: int | None = 18501
+    """KServe v2 HTTP/REST and the OpenAI Images API (``/v1/images/generations``); None: gRPC only."""
+    max_images_per_request: int = 4
+    """Largest ``n`` of an OpenAI image request (each image is one admitted request)."""
     default_slo_ms: float = 5000.0
     max_queue: int = 64
     """Admitted requests in flight, at most; beyond it RESOURCE_EXHAUSTED at once."""

@@ -6,8 +6,9 @@
     generate   run t2i_<variant> on the chosen worker       -> Generated
     record     release the booking, cache insert, metrics
 
-``serve`` runs featurize..record for one admitted request and raises a typed error for every
-outcome but success, so each protocol front (gRPC here) only maps outcomes to its status codes.
+``handle`` runs parse..record for one request and raises a typed error for every outcome but
+success, so each protocol front (gRPC, KServe HTTP, OpenAI) only maps outcomes to its status
+codes (``orchestrator.serve.outcomes``).
 ``control_tick`` is one step of the control loop (``orchestrator.policy.control``); the
 background loops (``orchestrator.serve.loops``) call it and the health checks on the wall clock,
 a test can call it on a virtual one (the engine reads time only through ``clock``).
@@ -28,7 +29,7 @@ from orchestrator.policy.control import ControlLoop, ControlStep
 from orchestrator.policy.registry import make_policy
 from orchestrator.policy.router import ClusterState, Decision, RequestFeatures, WorkerState
 from orchestrator.profile.schema import Profile
-from orchestrator.serve.admission import Admitted, prompt_for_log
+from orchestrator.serve.admission import Admitted, BadInput, prompt_for_log
 from orchestrator.serve.config import FrontDoorConfig
 from orchestrator.serve.metrics import Metrics
 from orchestrator.serve.scoring import QualitySampler
@@ -79,6 +80,12 @@ class Served:
     decision: Decision
     k: int
 
+    def parameters(self) -> dict[str, str | int | float]:
+        """The decision as every protocol returns it beside the image."""
+        d = self.decision
+        return {"variant": d.variant, "k": self.k, "worker": d.worker, "predicted_quality": round(float(d.predicted_quality), 4),
+                "reason": d.reason}
+
 
 class Engine:
     def __init__(self, cfg: FrontDoorConfig, policy: Policy | None = None, workers: TritonWorkers | None = None,
@@ -103,6 +110,7 @@ class Engine:
         """Set by ``close``; the background loops watch it."""
         self.disabled_until: dict[tuple[str, str], float] = {}
         self.metrics = Metrics()
+        self._image_size: tuple[int, int] | None = None
         self.scorer = QualitySampler(self.metrics, cfg.score_sample_rate) if cfg.score_quality else None
         for w in cfg.workers:
             self.metrics.worker_healthy.labels(worker=w).set(1)
@@ -207,6 +215,23 @@ class Engine:
         self.metrics.requests.labels(outcome="ok").inc()
         return Served(generated.images, decision, self.profile.variants[decision.variant].k)
 
+    def handle(self, parse: Callable[[float], Admitted]) -> tuple[Admitted, Served]:
+        """One request from any protocol: ``parse(now_s)`` validates it, then admit and serve.
+        Every outcome but success is a typed error (BadInput, Overloaded, Draining, Shed,
+        VariantTimeout, WorkerFailed), counted here once for every protocol."""
+        try:
+            adm = self.admit(parse(self.clock()))
+        except BadInput:
+            self.metrics.requests.labels(outcome="invalid").inc()
+            raise
+        except Overloaded:
+            self.metrics.requests.labels(outcome="rejected").inc()
+            raise
+        except Draining:
+            self.metrics.requests.labels(outcome="draining").inc()
+            raise
+        return adm, self.serve(adm)
+
     # ---------------------------------------------------------------- control and health state
     def control_tick(self) -> ControlStep | None:
         """One step of the shared control loop; None when the policy failed to plan (the previous plan keeps serving)."""
@@ -256,6 +281,12 @@ class Engine:
         if changed:
             (log.info if healthy else log.warning)("worker %s %s routing", worker, "back in" if healthy else "out of")
         self.metrics.worker_healthy.labels(worker=worker).set(1 if healthy else 0)
+
+    def image_size_px(self) -> tuple[int, int]:
+        """(height, width) of the served images: the model's own size, asked of the workers once."""
+        if self._image_size is None:
+            self._image_size = self.workers.image_size_px(self.policy.variants[0])
+        return self._image_size
 
     def families(self) -> dict[str, str]:
         with self.lock:

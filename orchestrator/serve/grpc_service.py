@@ -2,8 +2,7 @@
 
 ``tritonclient`` and ``perf_analyzer`` call it exactly as they call Triton. Only the inference,
 health and metadata RPCs exist here: Triton's model-control, repository and shared-memory
-endpoints are never reachable through the front door (UNIMPLEMENTED). ``serve`` wires the
-engine, its background loops and the gRPC server together.
+endpoints are never reachable through the front door (UNIMPLEMENTED).
 """
 
 from __future__ import annotations
@@ -14,10 +13,10 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from orchestrator.serve.admission import MODEL_NAME, BadInput, parse_request
+from orchestrator.serve.admission import MODEL_NAME, Unauthenticated, check_bearer, parse_request
 from orchestrator.serve.config import FrontDoorConfig
-from orchestrator.serve.engine import Draining, Engine, Overloaded, Shed, VariantTimeout, WorkerFailed
-from orchestrator.serve.loops import ControlThread, HealthThread
+from orchestrator.serve.engine import Engine
+from orchestrator.serve.outcomes import outcome_of
 
 
 class T2IServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
@@ -25,12 +24,10 @@ class T2IServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.engine = engine
 
     def _auth(self, context) -> None:
-        token = self.engine.cfg.auth_token
-        if token is None:
-            return
-        md = dict(context.invocation_metadata())
-        if md.get("authorization") != f"Bearer {token}":
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        try:
+            check_bearer(self.engine.cfg.auth_token, dict(context.invocation_metadata()).get("authorization"))
+        except Unauthenticated as e:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(e))
 
     def ServerLive(self, request, context):
         return service_pb2.ServerLiveResponse(live=True)
@@ -72,41 +69,24 @@ class T2IServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self._auth(context)
         eng = self.engine
         try:
-            adm = eng.admit(parse_request(request, eng.cfg.default_slo_ms, eng.cfg.tenants, now_s=eng.clock()))
-        except BadInput as e:
-            eng.metrics.requests.labels(outcome="invalid").inc()
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        except Overloaded as e:
-            eng.metrics.requests.labels(outcome="rejected").inc()
-            context.set_trailing_metadata((("retry-after-ms", "1000"),))
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
-        except Draining as e:
-            eng.metrics.requests.labels(outcome="draining").inc()
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
-        try:
-            served = eng.serve(adm)
-        except VariantTimeout as e:
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(e))
-        except WorkerFailed as e:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
-        except Shed as e:
-            context.set_trailing_metadata((("retry-after-ms", "1000"),))
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+            adm, served = eng.handle(lambda now_s: parse_request(request, eng.cfg.default_slo_ms, eng.cfg.tenants, now_s=now_s))
+        except Exception as e:  # noqa: BLE001 - typed outcomes get their status; anything else is INTERNAL
+            outcome = outcome_of(e)
+            if outcome is None:
+                context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}")
+            if outcome.retry_after_s is not None:
+                context.set_trailing_metadata((("retry-after-ms", str(1000 * outcome.retry_after_s)),))
+            context.abort(getattr(grpc.StatusCode, outcome.grpc_code), str(e))
         resp = service_pb2.ModelInferResponse(model_name=MODEL_NAME, model_version="1", id=adm.request_id)
         resp.outputs.add(name="IMAGE", datatype="UINT8", shape=list(served.images.shape[1:]))
         resp.raw_output_contents.append(np.ascontiguousarray(served.images[0]).tobytes())
-        d = served.decision
-        params = {"variant": d.variant, "k": str(served.k), "worker": d.worker, "predicted_quality": f"{d.predicted_quality:.4f}", "reason": d.reason}
-        for key, value in params.items():
-            resp.parameters[key].string_param = value
+        for key, value in served.parameters().items():
+            resp.parameters[key].string_param = str(value)
         return resp
 
 
-def serve(cfg: FrontDoorConfig, engine: Engine | None = None, servers: dict | None = None) -> tuple[grpc.Server, Engine]:
-    """Start the gRPC front door, its metrics endpoint and background loops; returns (server, engine).
-    ``servers``: worker url -> TritonServer owned here (restarted by the health loop when it dies).
-    ``engine.close()`` stops the loops."""
-    engine = engine or Engine(cfg)
+def start_grpc(cfg: FrontDoorConfig, engine: Engine) -> grpc.Server:
+    """The KServe v2 gRPC server on ``cfg.address:cfg.port``, started."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(16, cfg.max_queue + 8)),
                          options=[("grpc.max_receive_message_length", 8 * 2**20)])
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(T2IServicer(engine), server)
@@ -114,10 +94,4 @@ def serve(cfg: FrontDoorConfig, engine: Engine | None = None, servers: dict | No
     if bound == 0:
         raise OSError(f"cannot bind {cfg.address}:{cfg.port}")
     server.start()
-    if cfg.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(cfg.metrics_port, addr=cfg.address, registry=engine.metrics.registry)
-    ControlThread(engine).start()
-    HealthThread(engine, servers).start()
-    return server, engine
+    return server

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from orchestrator.serve.config import FrontDoorConfig
-from orchestrator.serve.grpc_service import serve
+from orchestrator.serve.frontdoor import serve
 
 
 @dataclasses.dataclass
@@ -55,7 +55,8 @@ def run_server(cfg: FrontDoorConfig, local: LocalWorkers, no_auth: bool, log_lev
     servers = {} if cfg.workers else start_local_workers(local)
     cfg = dataclasses.replace(cfg, auth_token=token, allow_unauthenticated=no_auth and token is None, workers=cfg.workers or list(servers))
     server, engine = serve(cfg, servers=servers)
-    echo(f"front door on {cfg.address}:{cfg.port} (policy {cfg.policy}, workers {cfg.workers}); metrics on :{cfg.metrics_port}")
+    http = f", HTTP + OpenAI on :{cfg.http_port}" if cfg.http_port else ""
+    echo(f"front door on {cfg.address}:{cfg.port} (gRPC{http}; policy {cfg.policy}, workers {cfg.workers}); metrics on :{cfg.metrics_port}")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: done.set())
     signal.signal(signal.SIGINT, lambda *a: done.set())

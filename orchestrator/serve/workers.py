@@ -11,6 +11,7 @@ import tritonclient.grpc as grpcclient
 
 from orchestrator.triton import cache as cache_client
 from orchestrator.triton.client import generate_with_levels
+from orchestrator.triton.repository import ensemble_name
 
 WORKER_CHANNEL_ARGS = [
     ("grpc.max_send_message_length", 2**31 - 1),
@@ -58,6 +59,17 @@ class TritonWorkers:
 
     def insert(self, embedding: np.ndarray, levels: np.ndarray, tenant: str | None) -> None:
         cache_client.insert(self.clients[self.cache_worker], embedding[None], levels, None if tenant is None else [tenant], timeout_s=self.timeout_s)
+
+    def image_size_px(self, variant: str) -> tuple[int, int]:
+        """(height, width) of the images a variant's ensemble returns, from its model metadata."""
+        for worker in self.urls:
+            try:
+                meta = self.clients[worker].get_model_metadata(ensemble_name(variant), as_json=True, client_timeout=5.0)
+            except Exception:  # noqa: BLE001 - try the next worker
+                continue
+            shape = next(o["shape"] for o in meta["outputs"] if o["name"] == "IMAGE")
+            return int(shape[-3]), int(shape[-2])
+        raise RuntimeError(f"no worker answers the metadata of {ensemble_name(variant)}")
 
     def probe(self, worker: str, fresh_channel: bool) -> bool:
         """Whether a worker answers ready. ``fresh_channel``: probe on a new channel (an old one may

@@ -32,8 +32,9 @@ def perf_analyzer_env() -> dict[str, str]:
     return env
 
 
-def perf_analyzer_command(model: str, url: str, concurrency: str, interval_ms: int, csv: Path | None, batch: int, stability_pct: int = 50) -> list[str]:
-    """perf_analyzer over gRPC with real prompt data."""
+def perf_analyzer_command(model: str, url: str, concurrency: str, interval_ms: int, csv: Path | None, batch: int, stability_pct: int = 50,
+                          protocol: str = "grpc") -> list[str]:
+    """perf_analyzer over gRPC or HTTP with real prompt data."""
     data = STATE_DIR / f"perf_data_{model}.json"
     data.parent.mkdir(parents=True, exist_ok=True)
     row = {"PROMPT": {"content": ["a large red circle on the left and a small blue square on the right"], "shape": [1]}, "SEED": {"content": [7], "shape": [1]}}
@@ -41,11 +42,13 @@ def perf_analyzer_command(model: str, url: str, concurrency: str, interval_ms: i
         row["LATENT"] = {"content": [0.0] * 256, "shape": [4, 8, 8]}
     data.write_text(json.dumps({"data": [row]}))
     pa = Path(sys.executable).parent / "perf_analyzer"
-    cmd = [str(pa), "-m", model, "-u", url, "-i", "grpc", "--concurrency-range", concurrency, "--measurement-interval", str(interval_ms),
+    cmd = [str(pa), "-m", model, "-u", url, "-i", protocol, "--concurrency-range", concurrency, "--measurement-interval", str(interval_ms),
            "--input-data", str(data), "-b", str(batch), "--stability-percentage", str(stability_pct), "--max-trials", "4"]
     return cmd + (["-f", str(csv)] if csv else [])
 
 
-def run_perf(model: str, url: str, concurrency: str, interval_ms: int, csv: Path | None, batch: int, stability_pct: int) -> int:
+def run_perf(model: str, url: str, concurrency: str, interval_ms: int, csv: Path | None, batch: int, stability_pct: int,
+             protocol: str = "grpc") -> int:
     """Run perf_analyzer; returns its exit code."""
-    return subprocess.call(perf_analyzer_command(model, url, concurrency, interval_ms, csv, batch, stability_pct), env=perf_analyzer_env())
+    return subprocess.call(perf_analyzer_command(model, url, concurrency, interval_ms, csv, batch, stability_pct, protocol),
+                           env=perf_analyzer_env())

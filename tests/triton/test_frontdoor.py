@@ -14,7 +14,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from orchestrator.serve.config import FrontDoorConfig
-from orchestrator.serve.grpc_service import serve
+from orchestrator.serve.frontdoor import serve
 from orchestrator.profile.measure import build_profile, measure_quality
 from orchestrator.triton.client import infer_input
 from orchestrator.triton.repository import RepositoryConfig
@@ -36,6 +36,7 @@ def profile_path(triton, tmp_path_factory):
 def start_frontdoor(triton, profile_path, policy, extra_workers=(), **kw):
     port = free_port_block(2)
     kw.setdefault("allow_unauthenticated", "auth_token" not in kw)
+    kw.setdefault("http_port", None)
     cfg = FrontDoorConfig(workers=[triton.config.grpc_url, *extra_workers], profile_path=profile_path, policy=policy, port=port,
                           metrics_port=None, **kw)
     server, engine = serve(cfg)

@@ -28,7 +28,7 @@ from tritonclient.utils import serialize_byte_tensor
 
 from orchestrator.triton import cache as cache_client
 from orchestrator.serve.config import FrontDoorConfig
-from orchestrator.serve.grpc_service import serve
+from orchestrator.serve.frontdoor import serve
 from orchestrator.profile.schema import Profile
 from orchestrator.triton.repository import RepositoryConfig, models_to_load, write_repository
 from orchestrator.triton.server import TritonServer
@@ -68,6 +68,7 @@ class Door:
     def __init__(self, workers: list[str], policy: str = "argus", servers: dict | None = None, **kw):
         kw.setdefault("allow_unauthenticated", "auth_token" not in kw)
         self.port = free_port_block(2)
+        kw.setdefault("http_port", None)
         self.cfg = FrontDoorConfig(workers=workers, profile_path=PROFILE, policy=policy, port=self.port, metrics_port=None, **kw)
         self.server, self.engine = serve(self.cfg, servers=servers)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", options=[("grpc.max_receive_message_length", 64 * 2**20)])
@@ -343,12 +344,15 @@ def test_every_listener_binds_loopback_by_default(triton):
     c = triton.config
     addrs = _listen_addresses(triton.proc.pid, {c.http_port, c.grpc_port, c.metrics_port})
     assert _all_loopback(addrs), addrs
-    port = free_port_block(2)
-    cfg = FrontDoorConfig(workers=[c.grpc_url], profile_path=PROFILE, port=port, metrics_port=port + 1, allow_unauthenticated=True)
+    port = free_port_block(3)
+    cfg = FrontDoorConfig(workers=[c.grpc_url], profile_path=PROFILE, port=port, metrics_port=port + 1, http_port=port + 2,
+                          allow_unauthenticated=True)
     server, engine = serve(cfg)
     try:
-        addrs = _listen_addresses(os.getpid(), {port, port + 1})
+        addrs = _listen_addresses(os.getpid(), {port, port + 1, port + 2})
         assert _all_loopback(addrs) and len({a for a in addrs}) >= 1, addrs
+        conns = psutil.Process(os.getpid()).net_connections(kind="inet")
+        assert {port, port + 1, port + 2} <= {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}  # gRPC, metrics, HTTP
     finally:
         server.stop(0)
         engine.close()
@@ -356,7 +360,7 @@ def test_every_listener_binds_loopback_by_default(triton):
 
 def test_auth_is_off_only_when_explicitly_configured(triton):
     with pytest.raises(ValueError, match="bearer token"):
-        serve(FrontDoorConfig(workers=[triton.config.grpc_url], profile_path=PROFILE, port=free_port_block(1), metrics_port=None))
+        serve(FrontDoorConfig(workers=[triton.config.grpc_url], profile_path=PROFILE, port=free_port_block(1), metrics_port=None, http_port=None))
     door = Door([triton.config.grpc_url], "clipper-ht", auth_token="s3cret")
     try:
         code, _, _, _, _ = door.call(request(PROMPT))
