@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Optional
@@ -230,30 +231,64 @@ def bench_serving(
     run_serving_bench(ServingBenchConfig(requests=requests, concurrency=concurrency, grpc_port=grpc_port), console)
 
 
+TRACE_HELP = "twitter | azure-code | azure-conv | servegen-mm | maf, or a file: CSV/TSV or JSON Lines, optionally gzip"
+PROMPTS_HELP = "world (heavy reuse) | diffusiondb | parti | drawbench, or a file: text (one per line), CSV/TSV or JSON Lines"
+
+
+def _sources(trace: str, time_column: str | None, time_unit: str, time_field: str | None, prompts: str, prompt_column: str | None):
+    """The trace and prompt sources of a bench command (bundled names stay shortcuts)."""
+    from orchestrator.sim.workload import PromptSource, TraceSource
+
+    return TraceSource(trace, time_column, time_unit, time_field), PromptSource(prompts, prompt_column)
+
+
+@contextlib.contextmanager
+def _input_errors():
+    """A user's unreadable trace or prompt file: one line naming file and row, exit 2; no traceback."""
+    from orchestrator.sim.inputs import InputFileError
+    from orchestrator.sim.workload import TraceError
+
+    try:
+        yield
+    except (InputFileError, TraceError, FileNotFoundError) as e:
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
 @bench_app.command("sim")
 def bench_sim(
     profile_path: Path = typer.Option(Path("profiles/gpu_sdxl_a100.json"), "--profile"),
-    trace: str = typer.Option("twitter", help="twitter | azure-code | azure-conv | servegen-mm | maf | a CSV path"),
+    trace: str = typer.Option("twitter", help=TRACE_HELP),
+    time_column: Optional[str] = typer.Option(None, help="CSV/TSV trace: the arrival-time column."),
+    time_unit: str = typer.Option("s", help="Numeric trace times: s, ms or us."),
+    time_field: Optional[str] = typer.Option(None, help="JSON Lines trace: the arrival-time field."),
     workers: int = typer.Option(8),
     peak_load: float = typer.Option(1.5, help="Peak load as a multiple of the cluster's k0 capacity."),
     duration_s: Optional[float] = typer.Option(None, help="Compress the trace to this many seconds."),
-    prompts: str = typer.Option("world", help="world (heavy reuse) | diffusiondb | parti | drawbench"),
+    prompts: str = typer.Option("world", help=PROMPTS_HELP),
+    prompt_column: Optional[str] = typer.Option(None, help="CSV/TSV column or JSON Lines field of a prompt file."),
     out_dir: Optional[Path] = typer.Option(None),
 ):
     """All five policies and the offline oracle on one trace, in the discrete-event simulator."""
     from orchestrator.bench.sim import SimBenchConfig, run_sim_bench
 
-    run_sim_bench(SimBenchConfig(profile_path=profile_path, trace=trace, num_workers=workers, peak_load=peak_load, duration_s=duration_s,
-                                 prompts=prompts, out_dir=out_dir), console)
+    trace_src, prompt_src = _sources(trace, time_column, time_unit, time_field, prompts, prompt_column)
+    with _input_errors():
+        run_sim_bench(SimBenchConfig(profile_path=profile_path, trace=trace_src, num_workers=workers, peak_load=peak_load,
+                                     duration_s=duration_s, prompts=prompt_src, out_dir=out_dir), console)
 
 
 @bench_app.command("live")
 def bench_live(
-    trace: str = typer.Option("twitter", help="twitter | azure-code | azure-conv | servegen-mm | maf | a CSV path"),
+    trace: str = typer.Option("twitter", help=TRACE_HELP),
+    time_column: Optional[str] = typer.Option(None, help="CSV/TSV trace: the arrival-time column."),
+    time_unit: str = typer.Option("s", help="Numeric trace times: s, ms or us."),
+    time_field: Optional[str] = typer.Option(None, help="JSON Lines trace: the arrival-time field."),
     policy: str = typer.Option("all", help="all, or a comma-separated list of argus, clipper-ha, clipper-ht, nirvana, proteus"),
     minutes: float = typer.Option(2.0, help="Compress the trace to this many minutes (each policy replays all of it)."),
     peak_load: float = typer.Option(1.5, help="Peak load as a multiple of the worker's k0 capacity."),
-    prompts: str = typer.Option("world", help="world (heavy reuse) | diffusiondb | parti | drawbench"),
+    prompts: str = typer.Option("world", help=PROMPTS_HELP),
+    prompt_column: Optional[str] = typer.Option(None, help="CSV/TSV column or JSON Lines field of a prompt file."),
     profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"),
     out_dir: Path = typer.Option(Path("runs/live"), help="Results: records.jsonl, summary.json, plots."),
     worker: Optional[str] = typer.Option(None, help="A running tritonserver's gRPC url; default starts one."),
@@ -266,8 +301,10 @@ def bench_live(
         policies = parse_policies(policy)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    run_live_bench(LiveBenchConfig(trace=trace, policies=policies, minutes=minutes, peak_load=peak_load, prompts=prompts,
-                                   profile_path=profile_path, out_dir=out_dir, worker=worker), console)
+    trace_src, prompt_src = _sources(trace, time_column, time_unit, time_field, prompts, prompt_column)
+    with _input_errors():
+        run_live_bench(LiveBenchConfig(trace=trace_src, policies=policies, minutes=minutes, peak_load=peak_load, prompts=prompt_src,
+                                       profile_path=profile_path, out_dir=out_dir, worker=worker), console)
 
 
 @app.command("export-embedded")

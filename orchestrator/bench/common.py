@@ -9,7 +9,7 @@ from orchestrator.policy.base import PolicyContext
 from orchestrator.policy.registry import make_policy
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.simulator import SimConfig, Simulator, summarize
-from orchestrator.sim.workload import Request, Trace, load_trace, real_prompts, request_stream, scale_to_peak, world_prompt_stream
+from orchestrator.sim.workload import PromptSource, Request, Trace, TraceSource, load_prompts, load_trace, request_stream, scale_to_peak
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +21,8 @@ class Workload:
     """The workers' k0 capacity at the SLO, which ``peak_load`` multiplies."""
 
 
-def build_workload(profile: Profile, trace: str, num_workers: int, peak_load: float, duration_s: float | None, prompts: str,
+def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int, peak_load: float, duration_s: float | None,
+                   prompts: str | PromptSource,
                    slo_factor: float = 2.0, seed: int = 0) -> Workload:
     """Trace scaled so its peak is ``peak_load`` x the cluster's k0 capacity, SLO = ``slo_factor`` x
     the k0 batch-of-one latency, prompts in order; seeded, so live and simulated runs replay the same stream."""
@@ -29,7 +30,7 @@ def build_workload(profile: Profile, trace: str, num_workers: int, peak_load: fl
     slo_ms = slo_factor * k0.latency_ms[1]
     capacity = num_workers * k0.throughput(slo_ms)
     scaled = scale_to_peak(load_trace(trace, seed=seed), peak_load * capacity, duration_s, window_s=max(1.0, 2 * k0.latency_ms[1] / 1000.0))
-    stream = world_prompt_stream(len(scaled.arrivals_s), seed=seed) if prompts == "world" else real_prompts(prompts)
+    stream = load_prompts(prompts, len(scaled.arrivals_s), seed=seed)
     return Workload(scaled, request_stream(scaled, stream, slo_ms, seed=seed), slo_ms, capacity)
 
 

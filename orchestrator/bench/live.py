@@ -28,12 +28,12 @@ from orchestrator.paths import CPU_PROFILE, RUNS_DIR
 from orchestrator.policy.registry import policy_names
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.simulator import table_metrics
-from orchestrator.sim.workload import Request
+from orchestrator.sim.workload import PromptSource, Request, TraceSource, source_name
 
 
 @dataclasses.dataclass
 class LiveBenchConfig:
-    trace: str = "twitter"
+    trace: str | TraceSource = "twitter"
     policies: tuple[str, ...] = dataclasses.field(default_factory=policy_names)
     minutes: float = 2.0
     """The trace is compressed to this many minutes; every policy replays all of it."""
@@ -41,7 +41,7 @@ class LiveBenchConfig:
     """Peak offered load as a multiple of the worker's k0 capacity at the SLO (from the profile)."""
     slo_factor: float = 2.0
     """SLO = slo_factor x the k0 batch-1 latency of the profile."""
-    prompts: str = "world"
+    prompts: str | PromptSource = "world"
     seed: int = 0
     profile_path: Path = CPU_PROFILE
     out_dir: Path = RUNS_DIR / "live"
@@ -286,7 +286,7 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
     trace, requests, slo_ms, capacity = wl.trace, wl.requests, wl.slo_ms, wl.capacity_rps
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     log(f"trace {trace.name}: {len(requests)} requests over {trace.duration_s:.0f} s, peak {cfg.peak_load}x the k0 capacity "
-        f"({capacity:.2f} req/s at SLO {slo_ms / 1000:.2f} s), {cfg.prompts} prompts; policies {', '.join(cfg.policies)}")
+        f"({capacity:.2f} req/s at SLO {slo_ms / 1000:.2f} s), {source_name(cfg.prompts)} prompts; policies {', '.join(cfg.policies)}")
     server = None
     worker = cfg.worker
     if worker is None:
@@ -321,7 +321,7 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
         for r in records:
             f.write(json.dumps({**dataclasses.asdict(r), "violated": r.violated}) + "\n")
     plots = plot(records, list(cfg.policies), trace.duration_s, cfg.bin_s, cfg.out_dir)
-    result = {"trace": trace.name, "prompts": cfg.prompts, "requests": len(requests), "duration_s": trace.duration_s, "slo_ms": slo_ms,
+    result = {"trace": trace.name, "prompts": source_name(cfg.prompts), "requests": len(requests), "duration_s": trace.duration_s, "slo_ms": slo_ms,
               "k0_capacity_rps": capacity, "peak_load": cfg.peak_load, "profile": str(cfg.profile_path), "live": rows, "sim": sim_rows,
               "live_vs_sim": comparison, "plots": [p.name for p in plots], "wall_s": time.perf_counter() - t_start}
     (cfg.out_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -8,6 +8,8 @@ cannot serve even at the fastest variants are counted as its unavoidable violati
 
 from __future__ import annotations
 
+import math
+
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.workload import Request
 from orchestrator.sim.world import TableWorld
@@ -21,6 +23,25 @@ def worker_seconds_per_image(profile: Profile) -> dict[str, float]:
     return {v: vp.latency_ms[max(vp.latency_ms)] / 1000.0 / max(vp.latency_ms) for v, vp in profile.variants.items()}
 
 
+def _windows(world: TableWorld, profile: Profile, requests: list[Request], window_s: float):
+    """Requests grouped by window index ``floor(arrival / window_s)``: every request lands in exactly
+    one window and every window holds at least one, whatever the float arithmetic (an end computed as
+    ``t - t % w + w`` can equal ``t`` for large ``t``, leaving a window empty and the loop stuck)."""
+    if not window_s > 0:
+        raise ValueError(f"window_s must be > 0, got {window_s}")
+    batch, current = [], None
+    for req in requests:
+        index = math.floor(req.arrival_s / window_s)
+        if batch and index != current:
+            yield batch
+            batch = []
+        current = index
+        view = world.observe(req.prompt)
+        batch.append((profile.available_variants(view.similarity), view.truth))
+    if batch:
+        yield batch
+
+
 def oracle(profile: Profile, requests: list[Request], num_workers: int, window_s: float) -> dict:
     import highspy
 
@@ -28,14 +49,7 @@ def oracle(profile: Profile, requests: list[Request], num_workers: int, window_s
     variants = list(profile.variants)
     cost = worker_seconds_per_image(profile)
     total_q, served, dropped = 0.0, 0.0, 0.0
-    i = 0
-    while i < len(requests):
-        w_end = requests[i].arrival_s - requests[i].arrival_s % window_s + window_s
-        batch = []
-        while i < len(requests) and requests[i].arrival_s < w_end:
-            view = world.observe(requests[i].prompt)
-            batch.append((profile.available_variants(view.similarity), view.truth))
-            i += 1
+    for batch in _windows(world, profile, requests, window_s):
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         xs, drop, obj, cap = [], [], 0, []

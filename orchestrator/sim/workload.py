@@ -121,8 +121,42 @@ def load_rate_csv(path: Path, time_col: str, rate_col: str, window_s: float, nam
     return Trace(name, np.concatenate(out))
 
 
-def load_trace(name: str, seed: int = 0, root: Path = SHARED) -> Trace:
-    path = root / TRACES[name] if name in TRACES else Path(name)
+@dataclasses.dataclass(frozen=True)
+class TraceSource:
+    """A bundled trace by name (``TRACES``), or a user's file read by ``orchestrator.sim.inputs``."""
+
+    name: str
+    time_column: str | None = None
+    """CSV/TSV: the arrival-time column (default: timestamp, time, arrival_time, start_time, or the only column)."""
+    time_unit: str = "s"
+    """s, ms or us, for numeric times (ISO datetimes need none)."""
+    time_field: str | None = None
+    """JSON Lines: the arrival-time field (same defaults as the column)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptSource:
+    """``world`` (the embedded world's stream), a bundled prompt set (``PROMPT_FILES``), or a user's file."""
+
+    name: str = "world"
+    column: str | None = None
+    """CSV/TSV column or JSON Lines field of a user's file (default: prompt, Prompt, text, caption)."""
+
+
+def source_name(source: str | TraceSource | PromptSource) -> str:
+    """What a trace or prompt source is called in tables and JSON."""
+    return source if isinstance(source, str) else source.name
+
+
+def load_trace(source: str | TraceSource, seed: int = 0, root: Path = SHARED) -> Trace:
+    """A bundled trace by name, or a user's trace file (CSV/TSV/JSON Lines, optionally gzip)."""
+    src = source if isinstance(source, TraceSource) else TraceSource(source)
+    name = src.name
+    if name not in TRACES:
+        from orchestrator.sim.inputs import read_arrivals
+
+        return Trace(Path(name).name, read_arrivals(Path(name), src.time_column, src.time_unit, src.time_field))
+    path = root / TRACES[name]
     if not path.exists():
         raise FileNotFoundError(f"trace file {path} not found (see ../shared/data/README.md)")
     if name == "twitter":
@@ -193,9 +227,24 @@ def world_prompt_stream(n: int, seed: int = 0, templates: int = 300, zipf_a: flo
     return out
 
 
+PROMPT_FILES = {"diffusiondb": "prompts/diffusiondb_2m_first_5k_prompts.txt", "parti": "prompts/PartiPrompts.tsv",
+                "drawbench": "prompts/drawbench.csv"}
+
+
+def load_prompts(source: str | PromptSource, n: int, seed: int = 0, root: Path = SHARED) -> list[str]:
+    """The prompt stream: the world's (``n`` prompts, seeded), a bundled set, or a user's file, in order."""
+    src = source if isinstance(source, PromptSource) else PromptSource(source)
+    if src.name == "world":
+        return world_prompt_stream(n, seed=seed)
+    if src.name in PROMPT_FILES:
+        return real_prompts(src.name, root)
+    from orchestrator.sim.inputs import read_prompts
+
+    return read_prompts(Path(src.name), src.column)
+
+
 def real_prompts(name: str = "diffusiondb", root: Path = SHARED) -> list[str]:
-    files = {"diffusiondb": "prompts/diffusiondb_2m_first_5k_prompts.txt", "parti": "prompts/PartiPrompts.tsv", "drawbench": "prompts/drawbench.csv"}
-    path = root / files[name]
+    path = root / PROMPT_FILES[name]
     if name == "diffusiondb":
         return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     return [row["Prompt"] for _, row in _rows(path, "\t" if path.suffix == ".tsv" else ",") if row.get("Prompt", "").strip()]

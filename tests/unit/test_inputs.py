@@ -1,0 +1,121 @@
+"""Bring-your-own traces and prompt sets: the formats a user has, and one-line errors for bad files.
+Also the oracle on the window arithmetic that once broke it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from orchestrator.sim.inputs import InputFileError, read_arrivals, read_prompts
+from orchestrator.sim.oracle import oracle
+from orchestrator.sim.workload import PromptSource, Request, TraceSource, load_prompts, load_trace
+from tests.unit.test_policies import fake_profile
+
+
+def write(path, text: str, gz: bool = False):
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------- traces
+@pytest.mark.parametrize("gz", [False, True])
+def test_csv_trace_with_a_time_column_and_unit(tmp_path, gz):
+    path = write(tmp_path / ("t.csv.gz" if gz else "t.csv"), "id,arrived_ms,other\n1,2500,x\n2,1000,y\n3,1000,z\n", gz)
+    assert read_arrivals(path, time_column="arrived_ms", time_unit="ms").tolist() == [0.0, 0.0, 1.5]
+    trace = load_trace(TraceSource(str(path), time_column="arrived_ms", time_unit="ms"))
+    assert trace.arrivals_s.tolist() == [0.0, 0.0, 1.5] and len(trace.arrivals_s) == 3
+
+
+def test_gzip_is_recognised_by_content_and_us_and_iso_times_read(tmp_path):
+    path = write(tmp_path / "trace.csv", "time\n3000000\n1000000\n", gz=True)  # no .gz in the name
+    assert read_arrivals(path, time_unit="us").tolist() == [0.0, 2.0]
+    iso = write(tmp_path / "iso.csv", "timestamp\n2024-05-01T10:00:01Z\n2024-05-01T10:00:00Z\n")
+    assert read_arrivals(iso).tolist() == [0.0, 1.0]
+
+
+def test_jsonl_trace_with_a_time_field(tmp_path):
+    rows = [{"t": 4.0, "user": "a"}, {"t": 1.0}, {"t": 2.5}]
+    path = write(tmp_path / "t.jsonl.gz", "\n".join(json.dumps(r) for r in rows) + "\n\n", gz=True)
+    assert read_arrivals(path, time_field="t").tolist() == [0.0, 1.5, 3.0]
+
+
+@pytest.mark.parametrize(
+    "name,text,kw,message",
+    [
+        ("bad.csv", "time\n1\nsoon\n3\n", {}, "bad.csv:3: 'time' is neither a number nor an ISO timestamp: 'soon'"),
+        ("bad.csv", "a,b\n1,2\n", {}, "bad.csv: which column?"),
+        ("bad.csv", "a,b\n1,2\n", {"time_column": "when"}, "bad.csv: no column 'when' (columns: a, b); choose one with --time-column"),
+        ("bad.csv", "time\n1\nnan\n", {}, "bad.csv:3: 'time' is not finite"),
+        ("bad.csv", "time\n", {}, "bad.csv: no rows"),
+        ("bad.csv", "time\n1\n", {"time_unit": "h"}, "--time-unit must be one of s, ms, us"),
+        ("bad.jsonl", '{"t": 1}\n{"t": 2\n', {"time_field": "t"}, "bad.jsonl:2: not valid JSON"),
+        ("bad.jsonl", '{"t": 1}\n{"u": 2}\n', {"time_field": "t"}, "bad.jsonl:2: no field 't'"),
+        ("bad.jsonl", '{"t": 1}\n[1, 2]\n', {"time_field": "t"}, "bad.jsonl:2: expected a JSON object, got list"),
+    ],
+)
+def test_bad_trace_files_get_one_line_naming_file_and_row(tmp_path, name, text, kw, message):
+    with pytest.raises(InputFileError) as err:
+        read_arrivals(write(tmp_path / name, text), **kw)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_and_non_utf8_and_truncated_gzip_files(tmp_path):
+    with pytest.raises(InputFileError, match="no such file"):
+        read_arrivals(tmp_path / "nope.csv")
+    (tmp_path / "latin1.csv").write_bytes(b"time\n1\n\xe9\n")
+    with pytest.raises(InputFileError, match="not UTF-8"):
+        read_arrivals(tmp_path / "latin1.csv")
+    data = gzip.compress(b"time\n" + b"1\n" * 10000)
+    (tmp_path / "cut.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError, match="cannot be read"):
+        read_arrivals(tmp_path / "cut.csv.gz")
+
+
+# ---------------------------------------------------------------------------- prompts
+def test_prompt_files_in_every_format(tmp_path):
+    txt = write(tmp_path / "p.txt", "a red circle\n\n  a blue square  \n")
+    assert read_prompts(txt) == ["a red circle", "a blue square"]
+    tsv = write(tmp_path / "p.tsv.gz", "id\tPrompt\n1\ta cat\n2\t\n3\ta dog\n", gz=True)
+    assert read_prompts(tsv) == ["a cat", "a dog"]  # "Prompt" found by default
+    csv_ = write(tmp_path / "p.csv", 'caption,text\n"a, b",x\nc,y\n')
+    assert read_prompts(csv_, "caption") == ["a, b", "c"]
+    jsonl = write(tmp_path / "p.jsonl", '{"prompt": "one"}\n{"prompt": "two", "n": 1}\n')
+    assert read_prompts(jsonl) == ["one", "two"]
+    assert load_prompts(PromptSource(str(csv_), column="text"), n=5) == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    "name,text,column,message",
+    [
+        ("p.csv", "a,b\n1,2\n", None, "p.csv: which column?"),
+        ("p.csv", "prompt,b\n1,2\n", "caption", "p.csv: no column 'caption'"),
+        ("p.jsonl", '{"prompt": "x"}\n{"prompt": 3}\n', None, "p.jsonl:2: 'prompt' is not a string"),
+        ("p.txt", "\n\n", None, "p.txt: no prompts"),
+    ],
+)
+def test_bad_prompt_files(tmp_path, name, text, column, message):
+    with pytest.raises(InputFileError) as err:
+        read_prompts(write(tmp_path / name, text), column)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------- the oracle's windows
+def test_oracle_survives_windows_whose_end_rounds_onto_their_start():
+    """At t = 1e17 s, ``t - t % w + w`` rounds back to ``t`` for w = 0.5: the old loop built an empty
+    window (HiGHS got ``0 <= cap``, a bool: AttributeError) or never advanced. Window indices cannot."""
+    prof = fake_profile()
+    reqs = [Request(f"r{i}", 1e17 + 64.0 * (i // 3), f"a red circle {i % 2}", i, 4000.0) for i in range(9)]
+    out = oracle(prof, reqs, num_workers=1, window_s=0.5)
+    assert out["requests"] == 9 and 0.0 <= out["slo_violation_pct"] <= 100.0 and 0.0 < out["mean_quality"] <= 1.0
+    small = oracle(prof, [Request(f"r{i}", 0.1 * i, "a red circle", i, 4000.0) for i in range(20)], num_workers=1, window_s=1e-3)
+    assert small["requests"] == 20
+    with pytest.raises(ValueError, match="window_s"):
+        oracle(prof, reqs, num_workers=1, window_s=0.0)
+    assert np.isfinite(out["mean_quality"])
