@@ -278,6 +278,43 @@ def bench_sim(
                                      duration_s=duration_s, prompts=prompt_src, out_dir=out_dir), console)
 
 
+@bench_app.command("sweep")
+def bench_sweep(
+    live: bool = typer.Option(False, "--live", help="Short replays through the real stack (one tritonserver) instead of the simulator."),
+    profile_path: Optional[Path] = typer.Option(None, "--profile", help="Default: a measured gpu_sdxl_<gpu>.json if committed, else the cited A100 one "
+                                                                       "(live: profiles/cpu_tiny.json)."),
+    trace: str = typer.Option("twitter", help=TRACE_HELP),
+    time_column: Optional[str] = typer.Option(None, help="CSV/TSV trace: the arrival-time column."),
+    time_unit: str = typer.Option("s", help="Numeric trace times: s, ms or us."),
+    time_field: Optional[str] = typer.Option(None, help="JSON Lines trace: the arrival-time field."),
+    prompts: str = typer.Option("world", help=PROMPTS_HELP),
+    prompt_column: Optional[str] = typer.Option(None, help="CSV/TSV column or JSON Lines field of a prompt file."),
+    workers: int = typer.Option(8, help="Simulated workers (live: one)."),
+    loads: str = typer.Option("0.5,1,1.5,2,2.5,3", help="Peak loads, multiples of the cluster's k0 capacity."),
+    seeds: int = typer.Option(1, help="Trace/prompt seeds per point: each number is their mean, with a 95% interval."),
+    duration_s: Optional[float] = typer.Option(None, help="Compress the trace to this many seconds (simulated)."),
+    live_minutes: float = typer.Option(1.0, help="Live: each load's trace compressed to this many minutes."),
+    out_dir: Path = typer.Option(Path("docs"), help="Where sweep_<sim|live>.json/.md and the plots go."),
+):
+    """Every policy and the oracle across peak loads: plots, a table at 2x, docs/sweep_sim.json."""
+    from orchestrator.bench.sweep import SweepConfig, run_sweep
+    from orchestrator.paths import CPU_PROFILE
+
+    try:
+        load_list = tuple(float(x) for x in loads.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--loads must be comma-separated numbers, not {loads!r}") from None
+    if not load_list or any(x <= 0 for x in load_list) or seeds < 1:
+        raise typer.BadParameter("--loads must be positive numbers and --seeds at least 1")
+    trace_src, prompt_src = _sources(trace, time_column, time_unit, time_field, prompts, prompt_column)
+    cfg = SweepConfig(trace=trace_src, prompts=prompt_src, num_workers=workers, loads=load_list, seeds=seeds, duration_s=duration_s,
+                      live=live, live_minutes=live_minutes, out_dir=out_dir)
+    if profile_path is not None or live:
+        cfg.profile_path = profile_path or CPU_PROFILE
+    with _input_errors():
+        run_sweep(cfg, console)
+
+
 @bench_app.command("live")
 def bench_live(
     trace: str = typer.Option("twitter", help=TRACE_HELP),
