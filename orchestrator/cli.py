@@ -278,6 +278,16 @@ def bench_sim(
                                      duration_s=duration_s, prompts=prompt_src, out_dir=out_dir), console)
 
 
+def _parse_loads(loads: str, seeds: int) -> tuple[float, ...]:
+    try:
+        out = tuple(float(x) for x in loads.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--loads must be comma-separated numbers, not {loads!r}") from None
+    if not out or any(x <= 0 for x in out) or seeds < 1:
+        raise typer.BadParameter("--loads must be positive numbers and --seeds at least 1")
+    return out
+
+
 @bench_app.command("sweep")
 def bench_sweep(
     live: bool = typer.Option(False, "--live", help="Short replays through the real stack (one tritonserver) instead of the simulator."),
@@ -300,12 +310,7 @@ def bench_sweep(
     from orchestrator.bench.sweep import SweepConfig, run_sweep
     from orchestrator.paths import CPU_PROFILE
 
-    try:
-        load_list = tuple(float(x) for x in loads.split(",") if x.strip())
-    except ValueError:
-        raise typer.BadParameter(f"--loads must be comma-separated numbers, not {loads!r}") from None
-    if not load_list or any(x <= 0 for x in load_list) or seeds < 1:
-        raise typer.BadParameter("--loads must be positive numbers and --seeds at least 1")
+    load_list = _parse_loads(loads, seeds)
     trace_src, prompt_src = _sources(trace, time_column, time_unit, time_field, prompts, prompt_column)
     cfg = SweepConfig(trace=trace_src, prompts=prompt_src, num_workers=workers, loads=load_list, seeds=seeds, duration_s=duration_s,
                       live=live, live_minutes=live_minutes, out_dir=out_dir)

@@ -84,7 +84,8 @@ class ControlLoop:
         plan = self.policy.replan(inp)
         switched: list[int] = []
         if plan is not None:
-            for i, (w, fam) in enumerate(zip(state.workers, assign_families([w.family for w in state.workers], plan.workers))):
+            for i, (w, fam) in enumerate(zip(state.workers, assign_families([w.family for w in state.workers], plan.workers,
+                                                                                [w.backlog_s for w in state.workers]))):
                 if fam != w.family:
                     w.family = fam
                     switched.append(i)

@@ -33,6 +33,12 @@ class WorkerState:
     backlog_s: float = 0.0
     """Estimated seconds of work queued or running on it."""
     healthy: bool = True
+    slowdown: float = 1.0
+    """EWMA of observed / predicted time to completion of its requests: how much slower than the
+    profile it really is (batches that do not fill, variants sharing its cores, the front door's own
+    work). Estimates are scaled by it, so overload is detected from facts, not only from the profile."""
+    queued: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Requests booked per variant and not yet finished: what a new request of that variant can batch with."""
     disabled: set[str] = dataclasses.field(default_factory=set)
     """Variants out of this worker's routing (one timed out here: a stuck or slow model)."""
 
@@ -107,12 +113,21 @@ class ClusterState:
             return
         self.served[req.prompt_class, variants.index(decision.variant)] += 1
         self.price[req.prompt_class] = max(0.0, self.price[req.prompt_class] + decision.price_delta)
-        self.worker(decision.worker).backlog_s += decision.booked_s
+        w = self.worker(decision.worker)
+        w.backlog_s += decision.booked_s
+        w.queued[decision.variant] = w.queued.get(decision.variant, 0) + 1
 
-    def release(self, decision: Decision) -> float:
-        """The booked work of a finished (or failed) request leaves its worker's backlog; returns the backlog."""
+    def release(self, decision: Decision, observed_s: float | None = None) -> float:
+        """The booked work of a finished (or failed) request leaves its worker's backlog; with
+        ``observed_s`` (decision to completion, for a served request) the worker's slowdown learns
+        from it. Returns the backlog."""
         w = self.worker(decision.worker)
         w.backlog_s = max(0.0, w.backlog_s - decision.booked_s)
+        if decision.variant is not None and w.queued.get(decision.variant, 0) > 0:
+            w.queued[decision.variant] -= 1
+        if observed_s is not None and decision.eta_s > 0:
+            ratio = min(max(observed_s / decision.eta_s, SLOWDOWN_RANGE[0]), SLOWDOWN_RANGE[1])
+            w.slowdown += SLOWDOWN_EWMA * (ratio - w.slowdown)
         return w.backlog_s
 
 
@@ -127,6 +142,15 @@ class Decision:
     """Work added to the worker's backlog for this request (removed when it completes)."""
     price_delta: float = 0.0
     """How the class's price moves after this decision (spent more than the plan's budget: up)."""
+    eta_s: float = 0.0
+    """Predicted seconds from the decision to completion, from the profile alone (backlog + service),
+    what the worker's slowdown compares the observed time with."""
+
+
+SLOWDOWN_EWMA = 0.2
+"""Weight of each completion in a worker's slowdown."""
+SLOWDOWN_RANGE = (0.5, 4.0)
+"""One completion's observed/predicted ratio is clipped to this range (a lone outlier must not swing routing)."""
 
 
 def family_of(variant: str) -> str:
@@ -147,21 +171,38 @@ def booked_s(profile: Profile, variant: str, slo_ms: float) -> float:
     return lat[b] / 1000.0 / b
 
 
+def marginal_s(profile: Profile, w: WorkerState, variant: str, slo_ms: float) -> float:
+    """Worker seconds one more request of ``variant`` adds on ``w``: a batch of one when nothing of
+    that variant is booked there, else the growth of the batch it joins (latency(n+1) - latency(n)),
+    never below the amortised cost of the largest batch that fits the SLO. A mix of variants on one
+    worker batches poorly, and this books what it really costs."""
+    vp = profile.variants[variant]
+    n = w.queued.get(variant, 0) % vp.max_batch(slo_ms, max(vp.latency_ms))  # a full batch starts the next one
+    grow = vp.batch_latency_ms(n + 1) - (vp.batch_latency_ms(n) if n > 0 else 0.0)
+    return max(grow / 1000.0, booked_s(profile, variant, slo_ms))
+
+
 def cheapest_s(profile: Profile, variants: list[str], family: str) -> float:
     """Batch-of-one latency of the fastest variant a worker of this family serves."""
     return min((service_s(profile, v) for v in variants if family_of(v) == family and v in profile.variants), default=0.0)
 
 
 def best_worker(state: ClusterState, variant: str) -> WorkerState | None:
-    """Least-backlogged healthy worker serving this variant."""
+    """The healthy worker serving this variant with the least backlog, as corrected by its slowdown."""
     ws = [w for w in state.workers if w.serves(variant)]
-    return min(ws, key=lambda w: (w.backlog_s, w.name)) if ws else None
+    return min(ws, key=lambda w: (w.backlog_s * w.slowdown, w.name)) if ws else None
 
 
 def estimate(profile: Profile, state: ClusterState, variant: str) -> tuple[WorkerState | None, float]:
-    """(worker, seconds until this variant would finish on it)."""
+    """(worker, seconds until this variant would finish on it): the profile's estimate times the
+    worker's observed slowdown."""
     w = best_worker(state, variant)
-    return (w, float("inf")) if w is None else (w, w.backlog_s + service_s(profile, variant))
+    return (w, float("inf")) if w is None else (w, w.slowdown * profile_eta_s(profile, w, variant))
+
+
+def profile_eta_s(profile: Profile, w: WorkerState, variant: str) -> float:
+    """Seconds until ``variant`` would finish on ``w`` by the profile alone (backlog + batch-of-one latency)."""
+    return w.backlog_s + service_s(profile, variant)
 
 
 def route_fixed(req: RequestFeatures, state: ClusterState, profile: Profile, variant: str) -> Decision:
@@ -170,7 +211,7 @@ def route_fixed(req: RequestFeatures, state: ClusterState, profile: Profile, var
     if w is None:
         return Decision(None, None, f"no healthy worker serves {variant}")
     return Decision(variant, w.name, "fixed", req.predicted_quality.get(variant, 0.0),
-                    booked_s=booked_s(profile, variant, 1000.0 * (req.deadline_s - req.arrival_s)))
+                    booked_s=marginal_s(profile, w, variant, 1000.0 * (req.deadline_s - req.arrival_s)), eta_s=profile_eta_s(profile, w, variant))
 
 
 PRICE_STEP = 0.05
@@ -216,16 +257,20 @@ def route_planned(
     slo_ms = 1000.0 * (req.deadline_s - req.arrival_s)
     if prompt_aware:
         price = float(state.price[req.prompt_class])
-        cost = {f[0]: relative_cost(profile, f[0], slo_ms) for f in feasible}
+        # What this request really costs where it would run: joining a batch already booked there is
+        # cheap, starting a new one is not (so under a price, requests gather into batches).
+        unit = booked_s(profile, "k0", slo_ms)
+        cost = {f[0]: marginal_s(profile, f[2], f[0], slo_ms) / unit for f in feasible}
         budget = sum(share * relative_cost(profile, v, slo_ms) for v, share in target.items() if v in profile.variants)
         # Keep the queue short enough that the next request can still meet its SLO with the
         # worker's cheapest variant: a choice that would not is taken only if nothing else is feasible.
-        safe = [f for f in feasible if f[2].backlog_s + booked_s(profile, f[0], slo_ms) + cheapest_s(profile, variants, f[2].family) <= slo_ms / 1000.0]
+        safe = [f for f in feasible
+                if f[2].slowdown * (f[2].backlog_s + marginal_s(profile, f[2], f[0], slo_ms)) + cheapest_s(profile, variants, f[2].family) <= slo_ms / 1000.0]
         v, _, w, eta = max(safe or feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"
-        return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=booked_s(profile, v, slo_ms),
-                        price_delta=PRICE_STEP * (cost[v] - budget))
+        return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=marginal_s(profile, w, v, slo_ms),
+                        price_delta=PRICE_STEP * (relative_cost(profile, v, slo_ms) - budget), eta_s=profile_eta_s(profile, w, v))
     planned = [f for f in feasible if target.get(f[0], 0.0) > 0]
     if planned:
         v, _, w, eta = max(planned, key=lambda f: target.get(f[0], 0.0) - row[f[1]] / total)
@@ -233,20 +278,25 @@ def route_planned(
     else:
         v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0), -f[3]))
         reason = "redirect: planned variants saturated"
-    return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=booked_s(profile, v, slo_ms))
+    return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=marginal_s(profile, w, v, slo_ms),
+                    eta_s=profile_eta_s(profile, w, v))
 
 
-def assign_families(current: list[str], wanted_counts: dict[str, int]) -> list[str]:
-    """New family per worker for a plan, moving as few workers as possible (each move may load a model).
+def assign_families(current: list[str], wanted_counts: dict[str, int], backlog_s: list[float] | None = None) -> list[str]:
+    """New family per worker for a plan, moving as few workers as possible (each move may load a model),
+    and of those that must move, the least backlogged first (a moved worker finishes its queue before
+    it can load the new model, so moving a busy one delays both its queue and the new capacity).
 
     Workers beyond the plan's total keep serving the base model."""
     wanted: list[str] = [f for f, n in sorted(wanted_counts.items()) for _ in range(n)]
     wanted += ["base"] * (len(current) - len(wanted))
     out: list[str | None] = [None] * len(current)
-    for i, fam in enumerate(current):  # keep workers already on a wanted family
-        if fam in wanted:
-            wanted.remove(fam)
-            out[i] = fam
+    backlog = backlog_s or [0.0] * len(current)
+    # Keep the busiest workers on their family: they are the costliest to move.
+    for i in sorted(range(len(current)), key=lambda i: (-backlog[i], i)):
+        if current[i] in wanted:
+            wanted.remove(current[i])
+            out[i] = current[i]
     for i in range(len(current)):
         if out[i] is None:
             out[i] = wanted.pop(0)

@@ -30,6 +30,22 @@ class VariantProfile:
     needs_cache: bool = False
     """K > 0 variants need a cached latent whose similarity clears the level's threshold."""
 
+    def batch_latency_ms(self, n: int) -> float:
+        """Latency of a batch of ``n``: linear between profiled sizes (a dynamic batcher runs a batch
+        of 3 as 3, not padded to 4), the smallest profiled latency below it, proportional above the largest."""
+        sizes = sorted(self.latency_ms)
+        if n <= sizes[0]:
+            return self.latency_ms[sizes[0]]
+        for a, b in zip(sizes, sizes[1:]):
+            if n <= b:
+                return self.latency_ms[a] + (self.latency_ms[b] - self.latency_ms[a]) * (n - a) / (b - a)
+        return self.latency_ms[sizes[-1]] * n / sizes[-1]
+
+    def max_batch(self, slo_ms: float, limit: int) -> int:
+        """The largest batch (at most ``limit``) whose latency fits the SLO: a bigger one would make every
+        request in it late, so a worker never forms it (at least 1)."""
+        return max([n for n in range(1, limit + 1) if self.batch_latency_ms(n) <= slo_ms] or [1])
+
     def best_batch(self, slo_ms: float) -> int:
         """The largest profiled batch whose latency fits half the SLO (the other half is queueing)."""
         ok = [b for b, ms in self.latency_ms.items() if ms <= slo_ms / 2]

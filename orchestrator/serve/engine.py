@@ -164,12 +164,14 @@ class Engine:
 
     def record(self, adm: Admitted, decision: Decision, emb: np.ndarray | None, generated: Generated | None) -> None:
         """Release the booking (always); for a served request, insert its latents into the cache and observe it."""
+        observed_s = self.clock() - adm.arrival_s if generated is not None else None  # arrival to answer: the front door's work counts
         with self.lock:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self.idle.notify_all()
             if decision.worker is not None:
-                self.metrics.backlog.labels(worker=decision.worker).set(self.state.release(decision))
+                self.metrics.backlog.labels(worker=decision.worker).set(self.state.release(decision, observed_s))
+                self.metrics.slowdown.labels(worker=decision.worker).set(self.state.worker(decision.worker).slowdown)
         self.metrics.in_flight.dec()
         if generated is None:
             return

@@ -16,6 +16,8 @@ class Metrics:
         self.slo_violations = Counter("argus_slo_violations_total", "Served requests that missed their SLO", registry=r)
         self.in_flight = Gauge("argus_in_flight", "Admitted requests not yet answered", registry=r)
         self.backlog = Gauge("argus_worker_backlog_seconds", "Estimated queued work per worker", ["worker"], registry=r)
+        self.slowdown = Gauge("argus_worker_slowdown", "Observed / profile-predicted time to completion per worker (EWMA)", ["worker"],
+                              registry=r)
         self.latency = Histogram("argus_latency_seconds", "End-to-end latency", buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32), registry=r)
         self.predicted_quality = Histogram("argus_predicted_quality", "Predicted relative quality of served requests",
                                            buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0, 1.1), registry=r)

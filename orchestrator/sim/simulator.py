@@ -51,6 +51,9 @@ class SimWorker:
     queue: deque = dataclasses.field(default_factory=deque)
     busy_until: float = 0.0
     available_at: float = 0.0
+    """While loading another model family: when the load completes."""
+    pending_load_s: float = 0.0
+    """A switched worker first finishes the requests it queued for its old family, then loads."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +123,8 @@ class Simulator:
             elif kind == "tick":
                 self._tick(now)
             elif kind == "ready":
-                payload.state.healthy = True
+                if payload.pending_load_s == 0 and now >= payload.available_at:
+                    payload.state.healthy = True
                 self._start(now, payload)
         return [self.records[r.request_id] for r in requests]
 
@@ -141,22 +145,29 @@ class Simulator:
             self._start(now, w)
 
     def _start(self, now: float, w: SimWorker) -> None:
-        if not w.queue or w.busy_until > now:
+        if w.busy_until > now:
             return
         if now < w.available_at:  # loading another model family
             self._push(w.available_at, "ready", w)
             return
-        variant = w.queue[0][1].variant
+        old = [item for item in w.queue if family_of(item[1].variant) != w.state.family]
+        if not old and w.pending_load_s > 0:  # the old family's queue is done: load the new model
+            w.available_at, w.pending_load_s = now + w.pending_load_s, 0.0
+            self._push(w.available_at, "ready", w)
+            return
+        if not w.queue:
+            return
+        head_id, head = (old or w.queue)[0]
+        variant = head.variant
+        vp = self.profile.variants[variant]
+        limit = vp.max_batch(1000.0 * (self.records[head_id].deadline_s - self.records[head_id].arrival_s), self.cfg.max_batch)
         batch = []
         for item in list(w.queue):
-            if item[1].variant == variant and len(batch) < self.cfg.max_batch:
+            if item[1].variant == variant and len(batch) < limit:
                 batch.append(item)
         for item in batch:
             w.queue.remove(item)
-        lat = self.profile.variants[variant].latency_ms
-        sizes = sorted(b for b in lat if b >= len(batch)) or [max(lat)]
-        b = sizes[0]
-        duration = lat[b] / 1000.0 * (len(batch) / b if len(batch) > b else 1.0)
+        duration = vp.batch_latency_ms(len(batch)) / 1000.0
         w.busy_until = now + duration
         self._push(w.busy_until, "done", (w, batch))
 
@@ -166,7 +177,7 @@ class Simulator:
             rec = self.records[rid]
             rec.finish_s = now
             rec.quality = self.truths[rid][decision.variant]
-            self.state.release(decision)
+            self.state.release(decision, observed_s=now - rec.arrival_s)
             self.log.append(SimEvent(now, "done", rid, decision=decision))
         self._start(now, w)
 
@@ -176,7 +187,7 @@ class Simulator:
         for i in step.switched:
             w = self.workers[i]
             load = max((vp.load_time_s for v, vp in self.profile.variants.items() if family_of(v) == w.state.family), default=0.0)
-            w.available_at = max(now, w.busy_until) + load
             if load > 0:
-                w.state.healthy = False  # out of routing while the model loads
-                self._push(w.available_at, "ready", w)
+                w.pending_load_s = load
+                w.state.healthy = False  # out of routing until its queue is done and the model is loaded
+                self._start(now, w)

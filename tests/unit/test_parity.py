@@ -24,7 +24,7 @@ from orchestrator.policy.registry import make_policy, policy_names
 from orchestrator.profile.schema import Profile
 from orchestrator.serve.admission import Admitted
 from orchestrator.serve.config import FrontDoorConfig
-from orchestrator.serve.engine import Engine
+from orchestrator.serve.engine import Engine, Generated
 from orchestrator.sim.simulator import SimConfig, Simulator
 from orchestrator.sim.workload import on_off, request_stream, world_prompt_stream
 from orchestrator.sim.world import TableWorld
@@ -98,8 +98,9 @@ def test_engine_and_simulator_decide_identically(profile_path, policy):
                 engine.record(adm, d, feats.embedding, None)
             else:
                 booked[r.request_id] = (adm, d, feats.embedding)
-        elif ev.kind == "done":
-            engine.record(*booked.pop(ev.request_id), None)
+        elif ev.kind == "done":  # served: the engine learns the worker's slowdown from it, as the simulator does
+            adm, d, emb = booked.pop(ev.request_id)
+            engine.record(adm, d, emb, Generated(np.zeros((1, 32, 32, 3), np.uint8), None, d))
         else:
             step = engine.control_tick()
             assert_same_inputs(step.inputs, ev.step.inputs)

@@ -60,9 +60,10 @@ def test_simulator_event_order_and_batching_on_a_virtual_clock():
     reqs = request_stream(Trace("t", np.array([0.0, 0.1, 0.2, 5.0])), ["a", "b", "c", "d"], slo_ms=10_000)
     recs = sim.run(reqs)
     assert [r.request_id for r in recs] == [r.request_id for r in reqs]
-    # r0 runs alone (1.0 s); r1 and r2 queue behind it and run as one batch of 2 (padded to the profiled b=4: 3.0 s).
+    # r0 runs alone (1.0 s); r1 and r2 queue behind it and run as one batch of 2 (linear between the
+    # profiled b=1 and b=4, 1 s and 3 s: 1.67 s), as a dynamic batcher runs it, unpadded.
     assert recs[0].finish_s == pytest.approx(1.0)
-    assert recs[1].finish_s == pytest.approx(4.0) and recs[2].finish_s == pytest.approx(4.0)
+    assert recs[1].finish_s == pytest.approx(1.0 + 5 / 3) and recs[2].finish_s == pytest.approx(1.0 + 5 / 3)
     assert recs[3].finish_s == pytest.approx(6.0)
     assert all(r.variant == "k0" and r.quality == 1.0 for r in recs)
 
