@@ -257,7 +257,7 @@ def _input_errors():
 
 @bench_app.command("sim")
 def bench_sim(
-    profile_path: Path = typer.Option(Path("profiles/gpu_sdxl_a100.json"), "--profile"),
+    profile_path: Optional[Path] = typer.Option(None, "--profile", help="Default: a measured gpu_sdxl_<gpu>.json if committed, else the cited A100 one."),
     trace: str = typer.Option("twitter", help=TRACE_HELP),
     time_column: Optional[str] = typer.Option(None, help="CSV/TSV trace: the arrival-time column."),
     time_unit: str = typer.Option("s", help="Numeric trace times: s, ms or us."),
@@ -377,13 +377,18 @@ def build_engines_cmd(
 
 @app.command("gpu-profile")
 def gpu_profile(
+    measure: bool = typer.Option(False, "--measure", help="Time SD-XL's parts on this machine's GPU and write profiles/gpu_sdxl_<gpu>.json."),
+    from_measurements: Optional[list[Path]] = typer.Option(None, "--from-measurements",
+                                                          help="Build the profile from timing rows (JSON Lines, e.g. ../shared/data/gpu/*.jsonl)."),
+    device: str = typer.Option("cuda", help="--measure: the torch device."),
+    tiny: bool = typer.Option(False, help="--measure: a toy configuration of the same shape (tests the code path on a CPU)."),
     quality_from: Path = typer.Option(Path("profiles/cpu_tiny.json"), help="Measured profile whose quality table is reused."),
-    out: Path = typer.Option(Path("profiles/gpu_sdxl_a100.json")),
+    out: Optional[Path] = typer.Option(None, help="Default: profiles/gpu_sdxl_<gpu>.json (measured) or profiles/gpu_sdxl_a100.json (cited)."),
 ):
-    """Write the SD-XL-on-A100 profile from cited public figures (see orchestrator/profile/gpu.py)."""
-    from orchestrator.profile.gpu import write_gpu_profile
+    """SD-XL GPU profiles: measured (--measure), built from timing rows (--from-measurements), or from cited A100 figures."""
+    from orchestrator.profile.gpu_measure import run_gpu_profile
 
-    console.print(f"wrote {write_gpu_profile(quality_from, out)}")
+    console.print(f"wrote {run_gpu_profile(measure, from_measurements or [], device, tiny, quality_from, out, log=console.print)}")
 
 
 @bench_app.command("orchestrator")

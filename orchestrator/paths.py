@@ -15,3 +15,10 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 """Replay data beside the checkout: prompts, arrival traces, GPU measurements (see its README)."""
 CPU_PROFILE = PROFILES_DIR / "cpu_tiny.json"
 GPU_PROFILE = PROFILES_DIR / "gpu_sdxl_a100.json"
+
+
+def paper_scale_profile() -> Path:
+    """The profile of paper-scale simulations: a measured SD-XL GPU profile (``profiles/gpu_sdxl_<gpu>.json``,
+    from ``argus gpu-profile --measure`` or ``--from-measurements``) where one is committed, else the cited A100 one."""
+    measured = sorted(p for p in PROFILES_DIR.glob("gpu_sdxl_*.json") if p != GPU_PROFILE)
+    return measured[0] if measured else GPU_PROFILE

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from orchestrator.bench.common import build_workload, simulate
+from orchestrator.paths import paper_scale_profile
 from orchestrator.policy.base import default_plan_interval_s
 from orchestrator.policy.registry import policy_names
 from orchestrator.profile.schema import Profile
@@ -17,7 +18,8 @@ from orchestrator.sim.workload import PromptSource, TraceSource, source_name
 
 @dataclasses.dataclass
 class SimBenchConfig:
-    profile_path: Path
+    profile_path: Path | None = None
+    """None: a measured SD-XL GPU profile where one is committed, else the cited A100 one."""
     trace: str | TraceSource = "twitter"
     num_workers: int = 8
     peak_load: float = 1.5
@@ -36,6 +38,8 @@ class SimBenchConfig:
 def run_sim_bench(cfg: SimBenchConfig, console=None) -> dict:
     from rich.table import Table
 
+    if cfg.profile_path is None:
+        cfg = dataclasses.replace(cfg, profile_path=paper_scale_profile())
     profile = Profile.load(cfg.profile_path)
     wl = build_workload(profile, cfg.trace, cfg.num_workers, cfg.peak_load, cfg.duration_s, cfg.prompts, cfg.slo_factor, cfg.seed)
     trace, requests, slo_ms, capacity = wl.trace, wl.requests, wl.slo_ms, wl.capacity_rps

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.bench.common import build_workload, simulate
-from orchestrator.paths import DOCS_DIR, GPU_PROFILE, PROFILES_DIR
+from orchestrator.paths import DOCS_DIR, paper_scale_profile
 from orchestrator.policy.base import default_plan_interval_s
 from orchestrator.policy.registry import policy_names
 from orchestrator.profile.schema import Profile
@@ -32,16 +32,9 @@ ORACLE = "oracle"
 METRICS = ("violation_rate", "mean_rel_quality", "goodput_rps")
 
 
-def default_profile() -> Path:
-    """A measured SD-XL GPU profile when one has been committed (``argus gpu-profile --measure``), else the cited one."""
-    measured = sorted(PROFILES_DIR.glob("gpu_sdxl_*.json"))
-    measured = [p for p in measured if p != GPU_PROFILE]
-    return measured[0] if measured else GPU_PROFILE
-
-
 @dataclasses.dataclass
 class SweepConfig:
-    profile_path: Path = dataclasses.field(default_factory=default_profile)
+    profile_path: Path = dataclasses.field(default_factory=paper_scale_profile)
     trace: str | TraceSource = "twitter"
     prompts: str | PromptSource = "world"
     num_workers: int = 8
