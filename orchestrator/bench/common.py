@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
+from typing import Callable
 
 from orchestrator.policy.base import PolicyContext
 from orchestrator.policy.registry import make_policy
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.simulator import SimConfig, Simulator, summarize
-from orchestrator.sim.workload import PromptSource, Request, Trace, TraceSource, load_prompts, load_trace, request_stream, scale_to_peak
+from orchestrator.sim.workload import PromptSource, Request, Trace, TraceSource, load_prompts, load_trace, request_stream, scale_to_peak, source_name
+from orchestrator.sim.world import TableWorld, TextWorld, embed_prompts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +22,9 @@ class Workload:
     slo_ms: float
     capacity_rps: float
     """The workers' k0 capacity at the SLO, which ``peak_load`` multiplies."""
+    make_world: Callable[[], TableWorld]
+    """A fresh view of the prompts for one simulated run: the profile's table for the world's stream,
+    the prompts' own text embeddings for a real prompt set (``orchestrator.sim.world``)."""
 
 
 def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int, peak_load: float, duration_s: float | None,
@@ -31,16 +37,23 @@ def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int,
     capacity = num_workers * k0.throughput(slo_ms)
     scaled = scale_to_peak(load_trace(trace, seed=seed), peak_load * capacity, duration_s, window_s=max(1.0, 2 * k0.latency_ms[1] / 1000.0))
     stream = load_prompts(prompts, len(scaled.arrivals_s), seed=seed)
-    return Workload(scaled, request_stream(scaled, stream, slo_ms, seed=seed), slo_ms, capacity)
+    requests = request_stream(scaled, stream, slo_ms, seed=seed)
+    if source_name(prompts) == "world":
+        make_world = functools.partial(TableWorld, profile)
+    else:
+        embeddings = embed_prompts([r.prompt for r in requests])
+        make_world = functools.partial(TextWorld, profile, embeddings)
+    return Workload(scaled, requests, slo_ms, capacity, make_world)
 
 
 def simulate(profile: Profile, requests: list[Request], num_workers: int, policies: tuple[str, ...], duration_s: float,
-             slo_ms: float) -> dict[str, dict]:
+             slo_ms: float, make_world: Callable[[], TableWorld] | None = None) -> dict[str, dict]:
     """Each policy on the same requests in the simulator: its table row plus its wall time."""
     ctx = PolicyContext.build(profile, slo_ms)
     rows = {}
     for name in policies:
         t = time.perf_counter()
-        sim = Simulator(profile, make_policy(name, ctx), SimConfig(num_workers, max_batch=max(profile.variants["k0"].latency_ms)))
+        sim = Simulator(profile, make_policy(name, ctx), SimConfig(num_workers, max_batch=max(profile.variants["k0"].latency_ms)),
+                        world=make_world() if make_world else None)
         rows[name] = {**summarize(sim.run(requests), duration_s), "sim_wall_s": time.perf_counter() - t}
     return rows

@@ -315,7 +315,7 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
             server.stop()
     score(records, images, refs, requests)
     rows = {p: {**summarize_live([r for r in records if r.policy == p], trace.duration_s), "replay_wall_s": wall[p]} for p in cfg.policies}
-    sim_rows = simulate(profile, requests, 1, cfg.policies, trace.duration_s, slo_ms)
+    sim_rows = simulate(profile, requests, 1, cfg.policies, trace.duration_s, slo_ms, wl.make_world)
     comparison = compare(rows, sim_rows)
     with (cfg.out_dir / "records.jsonl").open("w") as f:
         for r in records:

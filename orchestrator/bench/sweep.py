@@ -74,10 +74,10 @@ def ci95(values: list[float]) -> tuple[float, float, float]:
 def _sim_point(cfg: SweepConfig, profile: Profile, load: float, seed: int) -> dict[str, dict[str, float]]:
     wl = build_workload(profile, cfg.trace, cfg.num_workers, load, cfg.duration_s, cfg.prompts, cfg.slo_factor, seed)
     duration = max(wl.trace.duration_s, 1e-9)
-    rows = simulate(profile, wl.requests, cfg.num_workers, policy_names(), duration, wl.slo_ms)
+    rows = simulate(profile, wl.requests, cfg.num_workers, policy_names(), duration, wl.slo_ms, wl.make_world)
     out = {p: {"violation_rate": r["slo_violation_pct"] / 100.0, "mean_rel_quality": r["mean_quality"], "goodput_rps": r["goodput_rps"]}
            for p, r in rows.items()}
-    o = oracle(profile, wl.requests, cfg.num_workers, default_plan_interval_s(profile))
+    o = oracle(profile, wl.requests, cfg.num_workers, default_plan_interval_s(profile), wl.make_world())
     out[ORACLE] = {"violation_rate": o["slo_violation_pct"] / 100.0, "mean_rel_quality": o["mean_quality"],
                    "goodput_rps": (1 - o["slo_violation_pct"] / 100.0) * len(wl.requests) / duration}
     return out

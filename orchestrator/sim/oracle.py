@@ -42,10 +42,10 @@ def _windows(world: TableWorld, profile: Profile, requests: list[Request], windo
         yield batch
 
 
-def oracle(profile: Profile, requests: list[Request], num_workers: int, window_s: float) -> dict:
+def oracle(profile: Profile, requests: list[Request], num_workers: int, window_s: float, world: TableWorld | None = None) -> dict:
     import highspy
 
-    world = TableWorld(profile)
+    world = world or TableWorld(profile)
     variants = list(profile.variants)
     cost = worker_seconds_per_image(profile)
     total_q, served, dropped = 0.0, 0.0, 0.0

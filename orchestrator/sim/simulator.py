@@ -89,13 +89,13 @@ def summarize(records: list[Record], duration_s: float) -> dict:
 
 
 class Simulator:
-    def __init__(self, profile: Profile, policy: Policy, cfg: SimConfig):
+    def __init__(self, profile: Profile, policy: Policy, cfg: SimConfig, world: TableWorld | None = None):
         self.profile, self.policy, self.cfg = profile, policy, cfg
         self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(profile)
         self.workers = [SimWorker(WorkerState(f"w{i}", fam)) for i, fam in enumerate(policy.initial_families(cfg.num_workers))]
         self.state = ClusterState([w.state for w in self.workers], np.zeros((len(policy.ctx.classes), len(policy.variants))))
         self.control = ControlLoop(policy, self.plan_interval_s)
-        self.world = TableWorld(profile)
+        self.world = world or TableWorld(profile)
         self.events: list = []
         self.seq = 0
         self.records: dict[str, Record] = {}

@@ -119,3 +119,24 @@ def test_oracle_survives_windows_whose_end_rounds_onto_their_start():
     with pytest.raises(ValueError, match="window_s"):
         oracle(prof, reqs, num_workers=1, window_s=0.0)
     assert np.isfinite(out["mean_quality"])
+
+
+# ---------------------------------------------------------------------------- real prompts, their own reuse
+def test_real_prompts_get_similarity_from_their_own_text():
+    from orchestrator.paths import CPU_PROFILE
+    from orchestrator.profile.schema import Profile
+    from orchestrator.sim.world import TextWorld, embed_prompts
+
+    profile = Profile.load(CPU_PROFILE)
+    prompts = ["a red circle on the left", "a photo of an astronaut riding a horse on mars",
+               "a red circle on the right", "a photo of an astronaut riding a horse on mars"]
+    world = TextWorld(profile, embed_prompts(prompts))
+    views = [world.observe(p) for p in prompts]
+    assert views[0].similarity["k25"] == -1.0  # nothing cached yet
+    near, unrelated = views[2].similarity["k25"], views[1].similarity["k25"]
+    assert near > unrelated and near > 0.8  # one word apart vs a different subject
+    assert views[3].similarity["k25"] == 1.0 and views[3].truth["k25"] == 1.0  # an exact repeat resumes its own trajectory
+    # The truth at K is that of the profiled prompt whose measured similarity at K is nearest.
+    sims = profile.quality.similarity["k25"]
+    row = int(np.argmin(np.abs(sims - near)))
+    assert views[2].truth["k25"] == pytest.approx(min(1.0, float(profile.quality.relative_quality["k25"][row])))
