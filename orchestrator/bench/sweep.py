@@ -101,8 +101,9 @@ def aggregate(samples: dict[tuple[str, float], list[dict[str, float]]]) -> list[
         interval = {}
         for m in METRICS:
             mean, lo, hi = ci95([r[m] for r in runs])
+            top = float("inf") if m == "goodput_rps" else 1.0  # an interval never leaves the metric's range
             point[m] = mean
-            interval[m] = [lo, hi]
+            interval[m] = [max(lo, 0.0), min(hi, top)]
         points.append({**point, "ci95": {**interval, "seeds": len(runs)}})
     return points
 
