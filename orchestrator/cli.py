@@ -123,11 +123,16 @@ def train_embedded(
 
 
 @app.command("eval-embedded")
-def eval_embedded(out_dir: Path = typer.Option(Path("docs"), help="Where embedded_eval.json, embedded_grid.png and embedded_model.md go.")):
-    """Measure the embedded model: full quality, approximation cost by prompt, thresholds, latency."""
-    from tiny_model.evaluate import write_report
+def eval_embedded(
+    out_dir: Path = typer.Option(Path("docs"), help="Where embedded_model.json (and embedded_model.md, the grid) go."),
+    ground_truth_only: bool = typer.Option(False, help="Only the seed-averaged ground-truth evaluation (embedded_model.json)."),
+    prompts_per_kind: int = typer.Option(16, help="Prompts per difficulty class (simple, medium, hard, counting)."),
+    seeds: int = typer.Option(4, help="Generations per prompt and variant (the noise floor needs at least 4)."),
+):
+    """Measure the embedded model: ground truth per attribute over seeds, the cost of each approximation, latency."""
+    from tiny_model.evaluate import eval_command
 
-    console.print(f"wrote {write_report(out_dir)}")
+    console.print("wrote " + ", ".join(str(p) for p in eval_command(out_dir, ground_truth_only, prompts_per_kind, seeds)))
 
 
 @app.command("eval-predictor")

@@ -268,8 +268,20 @@ def render_markdown(r: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def eval_command(out_dir: Path, ground_truth_only: bool, prompts_per_kind: int, seeds: int) -> list[Path]:
+    """``argus eval-embedded``: the seed-averaged ground-truth evaluation (docs/embedded_model.json) and,
+    unless ``ground_truth_only``, the CLIP-score report (docs/embedded_model.md, grid, embedded_eval.json)."""
+    from tiny_model.gt_eval import GTEvalConfig, write_gt_report
+
+    torch.set_num_threads(2)
+    paths = [write_gt_report(GTEvalConfig(prompts_per_kind=prompts_per_kind, seeds=seeds, out_dir=out_dir))]
+    if not ground_truth_only:
+        paths.append(write_report(out_dir))
+    return paths
+
+
 def write_report(out_dir: Path) -> Path:
-    """``argus eval-embedded``: measure, then write ``embedded_model.md`` (after its hand-written head)."""
+    """Measure, then write ``embedded_model.md`` (after its hand-written head)."""
     from tiny_model.models import WEIGHTS_DIR
 
     results = run_eval(EvalConfig(out_dir=out_dir))

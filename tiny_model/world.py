@@ -250,14 +250,33 @@ def _component(mask: np.ndarray, y: int, x: int) -> np.ndarray:
     return out
 
 
-def _classify_shape(mask: np.ndarray, ci: int, background, cx: float, cy: float, size_px: int) -> str:
-    """The shape whose rendered template (any size, at the blob's centroid) best overlaps the blob."""
+def _core_filled(mask: np.ndarray, slot: str, scale: float) -> bool:
+    """Whether the centre of a slot (3x3 output pixels) is mostly the colour of ``mask``."""
+    cx, cy = POSITIONS[slot]
+    core = mask[int((cy - 1.5) * scale) : int((cy + 1.5) * scale) + 1, int((cx - 1.5) * scale) : int((cx + 1.5) * scale) + 1]
+    return bool(core.mean() > 0.5)
+
+
+def _nearest_slot_cell(slot: str, slots: list[str], size_px: int, scale: float) -> np.ndarray:
+    """Pixels nearer to ``slot``'s centre than to any other of ``slots`` (a Voronoi cell)."""
+    ys, xs = np.mgrid[0:size_px, 0:size_px]
+    px, py = (xs + 0.5) / scale, (ys + 0.5) / scale
+    dist = {s: (px - POSITIONS[s][0]) ** 2 + (py - POSITIONS[s][1]) ** 2 for s in slots}
+    return np.all([dist[slot] <= d for s, d in dist.items() if s != slot], axis=0) if len(slots) > 1 else np.ones_like(px, bool)
+
+
+def _classify_shape(mask: np.ndarray, ci: int, background, cx: float, cy: float, size_px: int, centred: bool = False,
+                    region: np.ndarray | None = None) -> str:
+    """The shape whose rendered template (any size, at the blob's centroid, or at (cx, cy) itself when
+    ``centred``) best overlaps the blob, compared inside ``region`` when given."""
     best, best_iou = "circle", -1.0
     for shape in SHAPES:
         for r in SIZES.values():
             # A triangle's centroid sits below its bounding-box centre.
-            ty = cy - (r * 0.27 if shape == "triangle" else 0.0)
+            ty = cy - (r * 0.27 if shape == "triangle" and not centred else 0.0)
             t = _template_labels(shape, r, cx, ty, tuple(_COLOR_TABLE[ci].astype(int)), background, size_px) == ci
+            if region is not None:
+                t = t & region
             iou = (t & mask).sum() / max((t | mask).sum(), 1)
             if iou > best_iou:
                 best, best_iou = shape, iou
@@ -268,7 +287,8 @@ def ground_truth_check(image: np.ndarray | Image.Image, caption: str) -> dict[st
     """Per-attribute accuracy of an image against its caption, or None for off-grammar captions.
 
     Checks, for every object, that its colour is present (in its named slot when the caption
-    names one, anywhere otherwise), its shape by fill ratio of the colour blob, and the
+    names one, anywhere otherwise: the object is there), its shape by template overlap of the
+    colour blob, its position, the count for counting captions (blobs of the colour), and the
     background colour at the corners. Returns fractions in [0, 1] and ``all`` (1 if every check passed).
     """
     spec = parse_caption(caption)
@@ -283,6 +303,15 @@ def ground_truth_check(image: np.ndarray | Image.Image, caption: str) -> dict[st
     for obj in spec.objects:
         ci = _COLOR_NAMES.index(obj.color)
         mask = labels == ci
+        if spec.counting:  # counted objects may touch: judge each in the part of the image nearest its slot
+            cx, cy = POSITIONS[obj.position]
+            cell = _nearest_slot_cell(obj.position, [o.position for o in spec.objects], h, scale)
+            local = mask & cell
+            present = local.sum() >= 4 * scale * scale
+            color_ok.append(float(present))
+            guess = _classify_shape(local, ci, background, cx, cy, h, centred=True, region=cell) if present else None
+            shape_ok.append(float(guess == obj.shape))
+            continue
         if obj.position is not None:
             cx, cy = POSITIONS[obj.position]
             x0, x1 = int((cx - 7) * scale), int((cx + 7) * scale)
@@ -291,8 +320,7 @@ def ground_truth_check(image: np.ndarray | Image.Image, caption: str) -> dict[st
             local[max(y0, 0) : y1, max(x0, 0) : x1] = mask[max(y0, 0) : y1, max(x0, 0) : x1]
             blob = _component(local, int(cy * scale), int(cx * scale))
             local = blob if blob.sum() >= 4 * scale * scale else local
-            core = mask[int((cy - 1.5) * scale) : int((cy + 1.5) * scale) + 1, int((cx - 1.5) * scale) : int((cx + 1.5) * scale) + 1]
-            pos_ok.append(float(core.mean() > 0.5))
+            pos_ok.append(float(_core_filled(mask, obj.position, scale)))
         else:
             local = mask
         present = local.sum() >= 4 * scale * scale
@@ -304,8 +332,12 @@ def ground_truth_check(image: np.ndarray | Image.Image, caption: str) -> dict[st
         else:
             shape_ok.append(0.0)
     out = {"color": float(np.mean(color_ok)), "shape": float(np.mean(shape_ok))}
-    if pos_ok:
+    if pos_ok and not spec.counting:  # a counting caption names no positions: its slots are only where the renderer puts them
         out["position"] = float(np.mean(pos_ok))
+    if spec.counting:  # the renderer places counted objects in fixed slots: count the slots the colour fills
+        mask = labels == _COLOR_NAMES.index(spec.objects[0].color)
+        filled = sum(_core_filled(mask, slot, scale) for slot in COUNT_SLOTS[max(COUNT_SLOTS)])
+        out["count"] = float(filled == len(spec.objects))
     if spec.background is not None:
         corners = np.concatenate([img[:2, :2].reshape(-1, 3), img[:2, -2:].reshape(-1, 3), img[-2:, :2].reshape(-1, 3), img[-2:, -2:].reshape(-1, 3)])
         bg = np.array(BACKGROUNDS[spec.background], dtype=np.float32)

@@ -1,0 +1,85 @@
+"""The seed-averaged ground-truth evaluation: controlled cached sources and the JSON it writes.
+A fake pipeline that draws exactly what a caption says stands in for the model (unit test)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from tiny_model.gt_eval import DIFFERENCES, KINDS, LEVELS, GTEvalConfig, perturb, run_gt_eval
+from tiny_model.world import parse_caption, render, sample_scene
+
+
+def test_a_source_differs_in_exactly_the_named_kind_of_attribute():
+    rng = random.Random(3)
+    seen = set()
+    for kind in KINDS:
+        for _ in range(30):
+            scene = sample_scene(rng, kind)
+            a = parse_caption(scene.caption())
+            for d in DIFFERENCES:
+                src = perturb(scene, d, rng)
+                if src is None:
+                    continue
+                seen.add(d)
+                b = parse_caption(src.caption())
+                if d == "none":
+                    assert src.caption() == scene.caption()
+                elif d == "background":
+                    assert b.background != a.background and b.objects == a.objects
+                elif d == "colour":
+                    assert {o.color for o in b.objects} != {o.color for o in a.objects} and b.background == a.background
+                    assert [o.shape for o in b.objects] == [o.shape for o in a.objects]
+                elif d == "position":
+                    assert [o.position for o in b.objects] != [o.position for o in a.objects]
+                    assert [(o.color, o.shape) for o in b.objects] == [(o.color, o.shape) for o in a.objects]
+                else:
+                    assert len(b.objects) != len(a.objects) or [o.shape for o in b.objects] != [o.shape for o in a.objects]
+    assert seen == set(DIFFERENCES)
+
+
+class PerfectPipe:
+    """Draws each caption exactly (a model with no errors): every check passes, nothing is lost by reuse."""
+
+    def generate(self, prompts, seeds, *, k=0, start_latents=None, unet="unet", num_inference_steps=50, on_step=None):
+        if on_step is not None:
+            for step in range(num_inference_steps):
+                on_step(step, torch.zeros(len(prompts), 4, 8, 8))
+        return np.stack([np.asarray(render(_SCENES[p])) for p in prompts])
+
+
+_SCENES: dict[str, object] = {}
+"""Caption -> the scene it came from (filled by the test)."""
+
+
+def test_the_json_has_the_documented_keys_and_a_perfect_model_scores_one(monkeypatch):
+    # Index every caption the evaluation can ask for: its prompts and their perturbed sources.
+    cfg = GTEvalConfig(prompts_per_kind=2, seeds=4, batch=8, seed=5)
+    rng = random.Random(cfg.seed)
+    scenes = [sample_scene(rng, kind) for kind in KINDS for _ in range(cfg.prompts_per_kind)]
+    for s in scenes:
+        _SCENES[s.caption()] = s
+    import tiny_model.gt_eval as gt
+
+    real_perturb = gt.perturb
+
+    def recording(scene, d, r):
+        src = real_perturb(scene, d, r)
+        if src is not None:
+            _SCENES[src.caption()] = src
+        return src
+
+    monkeypatch.setattr(gt, "perturb", recording)
+    out = run_gt_eval(cfg, pipe=PerfectPipe(), log=lambda *_: None)
+    assert set(out) >= {"seed_noise_std", "variants", "step_skip_by_difference"}
+    assert set(out["variants"]) == {"k0", *[f"k{k}" for k in LEVELS], "fast"}
+    for v, row in out["variants"].items():
+        assert set(row) == {*KINDS, "rel_quality_std_across_prompts"}
+        for kind in KINDS:
+            assert set(row[kind]) == {"gt_all_correct", "gt_attr_acc", "rel_quality_mean", "rel_quality_p10", "rel_quality_p90"}
+            assert row[kind]["gt_all_correct"] == 1.0 and row[kind]["rel_quality_mean"] == 1.0
+    assert set(out["step_skip_by_difference"]) == {f"k{k}" for k in LEVELS}
+    assert set(out["step_skip_by_difference"]["k25"]) == set(DIFFERENCES)
+    assert out["seed_noise_std"] == 0.0
