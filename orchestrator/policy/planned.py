@@ -16,6 +16,7 @@ import numpy as np
 from orchestrator.policy.base import Policy, register
 from orchestrator.policy.control import ControlInput
 from orchestrator.policy.planner import SHED_PENALTY, PlanInput, solve
+from orchestrator.policy.predictor import APPROX_CAP
 from orchestrator.policy.router import RequestFeatures, family_of, route_planned
 
 
@@ -95,6 +96,29 @@ class Argus(_Planned):
         a = profiled.copy()
         a[:, cached] = np.where(np.isnan(observed[:, cached]), profiled[:, cached], observed[:, cached])
         return self._common(self.variants, q, a, inp.class_mix, inp)
+
+
+@register("argus-noprompt")
+class ArgusNoPrompt(Argus):
+    """The prompt-awareness ablation: argus's planner and router, fed each variant's mean measured
+    quality instead of a per-prompt prediction (so also blind to how similar, or exact, the cached
+    match is; it still only uses a K variant where the cache offers one). The difference to argus is
+    what reading the prompt and its cache similarity buys."""
+
+    @functools.cached_property
+    def _means(self) -> dict[str, float]:
+        table = self.ctx.profile.quality
+        return {v: (1.0 if v == "k0" else min(APPROX_CAP, float(np.minimum(table.relative_quality[v], 1.0).mean()))) for v in self.variants}
+
+    @functools.cached_property
+    def _profile_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        _, availability = super()._profile_tables
+        q = np.tile(np.array([self._means[v] for v in self.variants]), (len(self.ctx.classes), 1))
+        return q, availability
+
+    def route(self, req, state, now_s):
+        pred = {v: self._means[v] for v in req.predicted_quality}
+        return super().route(dataclasses.replace(req, predicted_quality=pred), state, now_s)
 
 
 @register("proteus")

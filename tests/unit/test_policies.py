@@ -79,7 +79,7 @@ def test_predictor_beats_the_mean_and_mostly_agrees_with_the_oracle():
 
 
 def test_registry_has_every_policy_and_rejects_unknown():
-    assert set(POLICIES) == {"argus", "clipper-ha", "clipper-ht", "nirvana", "proteus"}
+    assert set(POLICIES) == {"argus", "argus-noprompt", "clipper-ha", "clipper-ht", "nirvana", "proteus"}
     with pytest.raises(ValueError, match="unknown policy"):
         make_policy("best", ctx())
 
@@ -223,3 +223,16 @@ def test_an_exact_cache_match_is_predicted_at_the_cap_so_k0_wins_while_capacity_
     a = make_policy("argus", c)
     req = request(quality=pred)
     assert a.route(req, state(), 0.0).variant == "k0"  # price 0: nothing to save
+
+
+def test_argus_noprompt_sees_each_variants_mean_not_the_prompt():
+    c = ctx()
+    p = make_policy("argus-noprompt", c)
+    q, _ = p._profile_tables
+    assert np.allclose(q, q[0]) and q[0, p.variants.index("k0")] == 1.0  # every class the same row
+    fragile = request(quality={"k0": 1.0, "k10": 0.5, "k25": 0.3, "fast": 0.2})
+    robust = request(quality={"k0": 1.0, "k10": 0.999, "k25": 0.999, "fast": 0.9})
+    st = state()
+    st.price[:] = 0.5  # worker time is dear: argus treats the two prompts differently, the ablation cannot
+    assert make_policy("argus", c).route(fragile, st, 0.0).variant != make_policy("argus", c).route(robust, st, 0.0).variant
+    assert p.route(fragile, st, 0.0).variant == p.route(robust, st, 0.0).variant
