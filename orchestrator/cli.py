@@ -190,7 +190,7 @@ def profile(
 
 @app.command()
 def serve(
-    policy: str = typer.Option("argus", help="A registered policy: argus | clipper-ha | clipper-ht | nirvana | proteus"),
+    policy: str = typer.Option("argus", help="A registered policy: argus | argus-noprompt | clipper-ha | clipper-ht | nirvana | proteus"),
     workers: str = typer.Option("", help="Comma-separated Triton gRPC endpoints; empty: start --local-workers servers here."),
     local_workers: int = typer.Option(1),
     local_base_port: int = typer.Option(18600, help="Local worker i uses HTTP/gRPC/metrics ports base+10i .. base+10i+2."),
