@@ -21,9 +21,8 @@ RIDGE = 3.0
 """Chosen by held-out error on the measured CPU profile (96 prompts, 67 features: strong shrinkage)."""
 APPROX_CAP = 0.999
 """An approximation is never predicted better than the full model (measured ratios above 1 are
-scorer noise). An exact match is predicted at this cap too, not at 1: the same prompt from another
-seed's trajectory measured 0.92 of k0 on average in the profile, so while capacity is free (price 0)
-k0 wins, and as soon as worker time has a price the exact match is the first approximation taken."""
+scorer noise); only an exact match ties k0 (the same prompt's own trajectory), and then the
+cheaper variant wins."""
 
 
 def _features(emb: np.ndarray, sim: np.ndarray) -> np.ndarray:
@@ -61,7 +60,7 @@ class QualityPredictor:
         for v, w in self.weights.items():
             s = similarity.get(v, 0.0) if self.uses_similarity[v] else 0.0
             if self.uses_similarity[v] and s >= EXACT_MATCH:
-                out[v] = APPROX_CAP  # the same prompt: its own trajectory, though maybe from another seed
+                out[v] = 1.0  # the same prompt: resuming its own trajectory is a full-quality image of it
                 continue
             out[v] = float(np.clip(_features(embedding, np.array([s])) @ w, 0.0, APPROX_CAP)[0])
         return out

@@ -37,8 +37,6 @@ class WorkerState:
     """EWMA of observed / predicted time to completion of its requests: how much slower than the
     profile it really is (batches that do not fill, variants sharing its cores, the front door's own
     work). Estimates are scaled by it, so overload is detected from facts, not only from the profile."""
-    queued: dict[str, int] = dataclasses.field(default_factory=dict)
-    """Requests booked per variant and not yet finished: what a new request of that variant can batch with."""
     disabled: set[str] = dataclasses.field(default_factory=set)
     """Variants out of this worker's routing (one timed out here: a stuck or slow model)."""
 
@@ -53,6 +51,13 @@ class ClusterState:
     """(classes, variants) requests routed so far, for following the plan's mix."""
     price: np.ndarray | None = None
     """(classes,) price of worker time (in units of one k0 image) for prompt-aware routing."""
+
+    slowdown_weight: float = 0.0
+    """Weight of each completion in a worker's slowdown (EWMA); 0 leaves estimates to the profile.
+    Off by default: live on one CPU worker (`argus demo`, 59 requests at 2x) learning it turned late
+    answers into shed ones (5 shed, 2 late against 0 shed, 5 late), because the prediction it corrects
+    (backlog + a batch of one) is not what a dynamically batched worker does; issue 13's capacity
+    model is the fix. Tests and experiments set it (0.2 is a useful value)."""
 
     seen: np.ndarray | None = None
     """(classes,) recent arrivals per class (decayed at each replan): the class mix, and the
@@ -113,9 +118,7 @@ class ClusterState:
             return
         self.served[req.prompt_class, variants.index(decision.variant)] += 1
         self.price[req.prompt_class] = max(0.0, self.price[req.prompt_class] + decision.price_delta)
-        w = self.worker(decision.worker)
-        w.backlog_s += decision.booked_s
-        w.queued[decision.variant] = w.queued.get(decision.variant, 0) + 1
+        self.worker(decision.worker).backlog_s += decision.booked_s
 
     def release(self, decision: Decision, observed_s: float | None = None) -> float:
         """The booked work of a finished (or failed) request leaves its worker's backlog; with
@@ -123,11 +126,9 @@ class ClusterState:
         from it. Returns the backlog."""
         w = self.worker(decision.worker)
         w.backlog_s = max(0.0, w.backlog_s - decision.booked_s)
-        if decision.variant is not None and w.queued.get(decision.variant, 0) > 0:
-            w.queued[decision.variant] -= 1
-        if observed_s is not None and decision.eta_s > 0:
+        if observed_s is not None and decision.eta_s > 0 and self.slowdown_weight > 0:
             ratio = min(max(observed_s / decision.eta_s, SLOWDOWN_RANGE[0]), SLOWDOWN_RANGE[1])
-            w.slowdown += SLOWDOWN_EWMA * (ratio - w.slowdown)
+            w.slowdown += self.slowdown_weight * (ratio - w.slowdown)
         return w.backlog_s
 
 
@@ -147,8 +148,6 @@ class Decision:
     what the worker's slowdown compares the observed time with."""
 
 
-SLOWDOWN_EWMA = 0.2
-"""Weight of each completion in a worker's slowdown."""
 SLOWDOWN_RANGE = (0.5, 4.0)
 """One completion's observed/predicted ratio is clipped to this range (a lone outlier must not swing routing)."""
 
@@ -169,17 +168,6 @@ def booked_s(profile: Profile, variant: str, slo_ms: float) -> float:
     fits = [b for b, ms in lat.items() if ms <= slo_ms] or [min(lat)]
     b = max(fits)
     return lat[b] / 1000.0 / b
-
-
-def marginal_s(profile: Profile, w: WorkerState, variant: str, slo_ms: float) -> float:
-    """Worker seconds one more request of ``variant`` adds on ``w``: a batch of one when nothing of
-    that variant is booked there, else the growth of the batch it joins (latency(n+1) - latency(n)),
-    never below the amortised cost of the largest batch that fits the SLO. A mix of variants on one
-    worker batches poorly, and this books what it really costs."""
-    vp = profile.variants[variant]
-    n = w.queued.get(variant, 0) % vp.max_batch(slo_ms, max(vp.latency_ms))  # a full batch starts the next one
-    grow = vp.batch_latency_ms(n + 1) - (vp.batch_latency_ms(n) if n > 0 else 0.0)
-    return max(grow / 1000.0, booked_s(profile, variant, slo_ms))
 
 
 def cheapest_s(profile: Profile, variants: list[str], family: str) -> float:
@@ -211,7 +199,7 @@ def route_fixed(req: RequestFeatures, state: ClusterState, profile: Profile, var
     if w is None:
         return Decision(None, None, f"no healthy worker serves {variant}")
     return Decision(variant, w.name, "fixed", req.predicted_quality.get(variant, 0.0),
-                    booked_s=marginal_s(profile, w, variant, 1000.0 * (req.deadline_s - req.arrival_s)), eta_s=profile_eta_s(profile, w, variant))
+                    booked_s=booked_s(profile, variant, 1000.0 * (req.deadline_s - req.arrival_s)), eta_s=profile_eta_s(profile, w, variant))
 
 
 PRICE_STEP = 0.05
@@ -257,19 +245,16 @@ def route_planned(
     slo_ms = 1000.0 * (req.deadline_s - req.arrival_s)
     if prompt_aware:
         price = float(state.price[req.prompt_class])
-        # What this request really costs where it would run: joining a batch already booked there is
-        # cheap, starting a new one is not (so under a price, requests gather into batches).
-        unit = booked_s(profile, "k0", slo_ms)
-        cost = {f[0]: marginal_s(profile, f[2], f[0], slo_ms) / unit for f in feasible}
+        cost = {f[0]: relative_cost(profile, f[0], slo_ms) for f in feasible}
         budget = sum(share * relative_cost(profile, v, slo_ms) for v, share in target.items() if v in profile.variants)
         # Keep the queue short enough that the next request can still meet its SLO with the
         # worker's cheapest variant: a choice that would not is taken only if nothing else is feasible.
         safe = [f for f in feasible
-                if f[2].slowdown * (f[2].backlog_s + marginal_s(profile, f[2], f[0], slo_ms)) + cheapest_s(profile, variants, f[2].family) <= slo_ms / 1000.0]
+                if f[2].slowdown * (f[2].backlog_s + booked_s(profile, f[0], slo_ms)) + cheapest_s(profile, variants, f[2].family) <= slo_ms / 1000.0]
         v, _, w, eta = max(safe or feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"
-        return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=marginal_s(profile, w, v, slo_ms),
+        return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=booked_s(profile, v, slo_ms),
                         price_delta=PRICE_STEP * (relative_cost(profile, v, slo_ms) - budget), eta_s=profile_eta_s(profile, w, v))
     planned = [f for f in feasible if target.get(f[0], 0.0) > 0]
     if planned:
@@ -278,7 +263,7 @@ def route_planned(
     else:
         v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0), -f[3]))
         reason = "redirect: planned variants saturated"
-    return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=marginal_s(profile, w, v, slo_ms),
+    return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=booked_s(profile, v, slo_ms),
                     eta_s=profile_eta_s(profile, w, v))
 
 

@@ -23,6 +23,7 @@ import hashlib
 
 import numpy as np
 
+from orchestrator.policy.predictor import EXACT_MATCH
 from orchestrator.profile.schema import Profile
 
 
@@ -55,7 +56,10 @@ class TableWorld:
                 continue
             if vp.needs_cache:
                 sims[v] = 1.0 if repeat else float(table.similarity[v][row])
-                truth[v] = 1.0 if repeat else min(1.0, float(table.relative_quality[v][row]))
+                # The same prompt's latent (a repeat, or a profiled row whose cached neighbour had the same text)
+                # gives a full-quality image of it; the profile's ratio there is the scorer's seed-to-seed noise, capped.
+                same_text = repeat or sims[v] >= EXACT_MATCH
+                truth[v] = 1.0 if same_text else min(1.0, float(table.relative_quality[v][row]))
             else:
                 truth[v] = min(1.0, float(table.relative_quality[v][row]))
         return PromptView(table.embeddings[row], sims, truth)
