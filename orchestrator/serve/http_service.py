@@ -211,6 +211,10 @@ def make_app(engine: Engine) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException):
         return _error(request.url.path, exc.status_code, str(exc.detail), "invalid_request_error")
 
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(request: Request, exc: Unauthenticated):
+        return _error_for(request.url.path, exc)
+
     def model_or_404(name: str) -> None:
         if name != MODEL_NAME:
             raise StarletteHTTPException(404, f"unknown model '{name[:100]}'; this endpoint serves '{MODEL_NAME}'")
@@ -235,20 +239,14 @@ def make_app(engine: Engine) -> FastAPI:
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
     async def model_metadata(name: str, request: Request, version: str = "1"):
-        try:
-            _auth(engine, request)
-        except Unauthenticated as e:
-            return _error_for(request.url.path, e)
+        _auth(engine, request)
         model_or_404(name)
         return _model_metadata()
 
     @app.get("/v2/models/{name}/config")
     @app.get("/v2/models/{name}/versions/{version}/config")
     async def model_config(name: str, request: Request, version: str = "1"):
-        try:
-            _auth(engine, request)
-        except Unauthenticated as e:
-            return _error_for(request.url.path, e)
+        _auth(engine, request)
         model_or_404(name)
         return _model_config()
 
@@ -265,8 +263,6 @@ def make_app(engine: Engine) -> FastAPI:
         except BadInput as e:
             engine.metrics.requests.labels(outcome="invalid").inc()
             return _error_for(path, e)
-        except Unauthenticated as e:
-            return _error_for(path, e)
         cfg = engine.cfg
         try:
             adm, served = await run_in_threadpool(
@@ -277,10 +273,7 @@ def make_app(engine: Engine) -> FastAPI:
 
     @app.get("/v1/models")
     async def openai_models(request: Request):
-        try:
-            _auth(engine, request)
-        except Unauthenticated as e:
-            return _error_for(request.url.path, e)
+        _auth(engine, request)
         return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "argus"}]}
 
     @app.post("/v1/images/generations")
