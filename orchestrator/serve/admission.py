@@ -57,7 +57,30 @@ class Admitted:
 
 
 DTYPES = {"BYTES": np.object_, "INT64": np.int64, "INT32": np.int32, "FP32": np.float32, "FP64": np.float64}
-INPUT_NAMES = ("PROMPT", "SEED", "SLO_MS", "TENANT")
+T2I_INPUTS = (("PROMPT", "BYTES", "TYPE_STRING"), ("SEED", "INT64", "TYPE_INT64"), ("SLO_MS", "FP32", "TYPE_FP32"),
+              ("TENANT", "BYTES", "TYPE_STRING"))
+"""The ``t2i`` model's inputs: (name, KServe datatype, Triton config type); only PROMPT is required."""
+INPUT_NAMES = tuple(name for name, _, _ in T2I_INPUTS)
+
+
+def check_model(name: str) -> None:
+    """Every protocol serves one model; any other name is the client's error, with the same words."""
+    if name != MODEL_NAME:
+        raise BadInput(f"unknown model '{name[:100]}'; this endpoint serves '{MODEL_NAME}'")
+
+
+def model_metadata() -> dict:
+    """KServe v2 model metadata of ``t2i`` (the JSON form; gRPC parses the same into its message)."""
+    return {"name": MODEL_NAME, "versions": ["1"], "platform": "argus",
+            "inputs": [{"name": n, "datatype": dt, "shape": [1]} for n, dt, _ in T2I_INPUTS],
+            "outputs": [{"name": "IMAGE", "datatype": "UINT8", "shape": [-1, -1, 3]}]}
+
+
+def model_config() -> dict:
+    """Triton's model configuration of ``t2i`` (the JSON form; perf_analyzer reads it)."""
+    return {"name": MODEL_NAME, "platform": "argus", "max_batch_size": 0,
+            "input": [{"name": n, "data_type": t, "dims": [1], "optional": n != "PROMPT"} for n, _, t in T2I_INPUTS],
+            "output": [{"name": "IMAGE", "data_type": "TYPE_UINT8", "dims": [-1, -1, 3]}]}
 
 
 def _check_shape(name: str, datatype: str, shape: list[int]) -> None:
@@ -129,8 +152,7 @@ def parse_request(request: service_pb2.ModelInferRequest, default_slo_ms: float,
                   now_s: float | None = None) -> Admitted:
     """Validate one KServe v2 gRPC t2i request: one prompt (BYTES [1] or [1,1]), optional SEED, SLO_MS, TENANT."""
     def parse():
-        if request.model_name != MODEL_NAME:
-            raise BadInput(f"unknown model '{request.model_name[:100]}'; this endpoint serves '{MODEL_NAME}'")
+        check_model(request.model_name)
         if len(request.inputs) > 8:
             raise BadInput(f"{len(request.inputs)} inputs; expected at most {', '.join(INPUT_NAMES)}")
         return _input_arrays(request)

@@ -11,9 +11,10 @@ from concurrent import futures
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from orchestrator.serve.admission import MODEL_NAME, Unauthenticated, check_bearer, parse_request
+from orchestrator.serve.admission import MODEL_NAME, BadInput, Unauthenticated, check_bearer, check_model, model_config, model_metadata, parse_request
 from orchestrator.serve.config import FrontDoorConfig
 from orchestrator.serve.engine import Engine
 from orchestrator.serve.outcomes import outcome_of
@@ -41,29 +42,23 @@ class T2IServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def ServerMetadata(self, request, context):
         return service_pb2.ServerMetadataResponse(name="argus-frontdoor", version="0.1.0", extensions=[])
 
+    def _model_or_not_found(self, name: str, context) -> None:
+        try:
+            check_model(name)
+        except BadInput as e:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+
     def ModelMetadata(self, request, context):
         self._auth(context)
-        if request.name != MODEL_NAME:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model '{request.name}'")
-        t = service_pb2.ModelMetadataResponse.TensorMetadata
-        return service_pb2.ModelMetadataResponse(
-            name=MODEL_NAME, versions=["1"], platform="argus",
-            inputs=[t(name="PROMPT", datatype="BYTES", shape=[1]), t(name="SEED", datatype="INT64", shape=[1]),
-                    t(name="SLO_MS", datatype="FP32", shape=[1]), t(name="TENANT", datatype="BYTES", shape=[1])],
-            outputs=[t(name="IMAGE", datatype="UINT8", shape=[-1, -1, 3])],
-        )
+        self._model_or_not_found(request.name, context)
+        return json_format.ParseDict(model_metadata(), service_pb2.ModelMetadataResponse())
 
     def ModelConfig(self, request, context):
         from tritonclient.grpc import model_config_pb2 as mc
 
         self._auth(context)
-        if request.name != MODEL_NAME:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model '{request.name}'")
-        cfg = mc.ModelConfig(name=MODEL_NAME, platform="argus", max_batch_size=0)
-        for name, dt in (("PROMPT", mc.TYPE_STRING), ("SEED", mc.TYPE_INT64), ("SLO_MS", mc.TYPE_FP32), ("TENANT", mc.TYPE_STRING)):
-            cfg.input.add(name=name, data_type=dt, dims=[1], optional=name != "PROMPT")
-        cfg.output.add(name="IMAGE", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
-        return service_pb2.ModelConfigResponse(config=cfg)
+        self._model_or_not_found(request.name, context)
+        return service_pb2.ModelConfigResponse(config=json_format.ParseDict(model_config(), mc.ModelConfig()))
 
     def ModelInfer(self, request, context):
         self._auth(context)

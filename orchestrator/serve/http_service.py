@@ -29,12 +29,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.serve.admission import (
-    INPUT_NAMES,
     MODEL_NAME,
     BadInput,
     Unauthenticated,
     admit_fields,
     check_bearer,
+    check_model,
+    model_config,
+    model_metadata,
     parse_http_request,
 )
 from orchestrator.serve.engine import Engine, Served
@@ -46,10 +48,6 @@ MAX_BODY_BYTES = 8 * 2**20
 OPENAI_PATHS = ("/v1/",)
 OPENAI_IGNORED_FIELDS = frozenset({"quality", "style", "moderation", "background", "output_compression", "complexity", "safety_identifier"})
 """OpenAI request fields accepted and ignored: the embedded model has no such knobs."""
-
-INPUT_CONFIG = (("PROMPT", "TYPE_STRING", "BYTES"), ("SEED", "TYPE_INT64", "INT64"), ("SLO_MS", "TYPE_FP32", "FP32"),
-                ("TENANT", "TYPE_STRING", "BYTES"))
-assert tuple(n for n, _, _ in INPUT_CONFIG) == INPUT_NAMES
 
 
 # ------------------------------------------------------------------ errors, in each protocol's shape
@@ -94,18 +92,6 @@ def _json_object(data: bytes, what: str) -> dict:
 
 
 # ------------------------------------------------------------------ KServe v2
-def _model_metadata() -> dict:
-    return {"name": MODEL_NAME, "versions": ["1"], "platform": "argus",
-            "inputs": [{"name": n, "datatype": dt, "shape": [1]} for n, _, dt in INPUT_CONFIG],
-            "outputs": [{"name": "IMAGE", "datatype": "UINT8", "shape": [-1, -1, 3]}]}
-
-
-def _model_config() -> dict:
-    return {"name": MODEL_NAME, "platform": "argus", "max_batch_size": 0,
-            "input": [{"name": n, "data_type": t, "dims": [1], "optional": n != "PROMPT"} for n, t, _ in INPUT_CONFIG],
-            "output": [{"name": "IMAGE", "data_type": "TYPE_UINT8", "dims": [-1, -1, 3]}]}
-
-
 def _split_infer_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     """The JSON header and the binary tail of a KServe v2 infer request."""
     if header_length is None:
@@ -161,8 +147,8 @@ def _openai_request(body: dict, engine: Engine) -> tuple[str, int, int | None, f
     if not isinstance(prompt, str):
         raise BadInput("'prompt' is required and must be a string")
     model = typed("model", str, "a string")
-    if model is not None and model != MODEL_NAME:
-        raise BadInput(f"unknown model '{model[:100]}'; this endpoint serves '{MODEL_NAME}'")
+    if model is not None:
+        check_model(model)
     n = typed("n", int, "an integer")
     n = 1 if n is None else n
     if not 1 <= n <= engine.cfg.max_images_per_request:
@@ -216,8 +202,10 @@ def make_app(engine: Engine) -> FastAPI:
         return _error_for(request.url.path, exc)
 
     def model_or_404(name: str) -> None:
-        if name != MODEL_NAME:
-            raise StarletteHTTPException(404, f"unknown model '{name[:100]}'; this endpoint serves '{MODEL_NAME}'")
+        try:
+            check_model(name)
+        except BadInput as e:
+            raise StarletteHTTPException(404, str(e)) from None
 
     @app.get("/v2/health/live")
     async def live():
@@ -238,17 +226,17 @@ def make_app(engine: Engine) -> FastAPI:
 
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
-    async def model_metadata(name: str, request: Request, version: str = "1"):
+    async def get_model_metadata(name: str, request: Request, version: str = "1"):
         _auth(engine, request)
         model_or_404(name)
-        return _model_metadata()
+        return model_metadata()
 
     @app.get("/v2/models/{name}/config")
     @app.get("/v2/models/{name}/versions/{version}/config")
-    async def model_config(name: str, request: Request, version: str = "1"):
+    async def get_model_config(name: str, request: Request, version: str = "1"):
         _auth(engine, request)
         model_or_404(name)
-        return _model_config()
+        return model_config()
 
     @app.post("/v2/models/{name}/infer")
     @app.post("/v2/models/{name}/versions/{version}/infer")
@@ -256,8 +244,7 @@ def make_app(engine: Engine) -> FastAPI:
         path = request.url.path
         try:
             _auth(engine, request)
-            if name != MODEL_NAME:
-                raise BadInput(f"unknown model '{name[:100]}'; this endpoint serves '{MODEL_NAME}'")
+            check_model(name)
             header, binary = _split_infer_body(await _body(request), request.headers.get(HEADER_LENGTH))
             wants_binary = _wants_binary(header)
         except BadInput as e:
