@@ -56,13 +56,18 @@ class TableWorld:
                 continue
             if vp.needs_cache:
                 sims[v] = 1.0 if repeat else float(table.similarity[v][row])
-                # The same prompt's latent (a repeat, or a profiled row whose cached neighbour had the same text)
-                # gives a full-quality image of it; the profile's ratio there is the scorer's seed-to-seed noise, capped.
-                same_text = repeat or sims[v] >= EXACT_MATCH
-                truth[v] = 1.0 if same_text else min(1.0, float(table.relative_quality[v][row]))
+                truth[v] = self.cached_truth(v, sims[v], row)
             else:
                 truth[v] = min(1.0, float(table.relative_quality[v][row]))
         return PromptView(table.embeddings[row], sims, truth)
+
+    def cached_truth(self, variant: str, similarity: float, row: int) -> float:
+        """True quality of a K variant resumed from a latent of this similarity, as measured on ``row``.
+        The same prompt's latent (an exact match: a repeat, or a profiled neighbour with the same text)
+        gives a full-quality image of it; the profile's ratio there is the scorer's seed noise, capped."""
+        if similarity >= EXACT_MATCH:
+            return 1.0
+        return min(1.0, float(self.profile.quality.relative_quality[variant][row]))
 
 
 class TextWorld(TableWorld):
@@ -70,7 +75,9 @@ class TextWorld(TableWorld):
         super().__init__(profile)
         self.embeddings = embeddings
         """Prompt -> unit-norm pooled text embedding (``embed_prompts``), shared by every run on the stream."""
-        self.cache = np.zeros((0, next(iter(embeddings.values())).shape[0]), np.float32)
+        self.cache = np.zeros((len(embeddings), next(iter(embeddings.values())).shape[0]), np.float32)
+        """The distinct prompts seen so far, in their first ``cached`` rows (each prompt is cached once)."""
+        self.cached = 0
         table = profile.quality
         self.by_similarity = {}
         for v, vp in profile.variants.items():
@@ -88,16 +95,17 @@ class TextWorld(TableWorld):
         emb = self.embeddings[prompt]
         repeat = prompt in self.seen
         self.seen.add(prompt)
-        best = 1.0 if repeat else (float((self.cache @ emb).max()) if len(self.cache) else -1.0)
+        best = 1.0 if repeat else (float((self.cache[: self.cached] @ emb).max()) if self.cached else -1.0)
         if not repeat:
-            self.cache = np.vstack([self.cache, emb[None]])
+            self.cache[self.cached] = emb
+            self.cached += 1
         sims, truth = {}, {"k0": 1.0}
         for v, vp in self.profile.variants.items():
             if v == "k0":
                 continue
             if vp.needs_cache:
                 sims[v] = best
-                truth[v] = 1.0 if repeat else min(1.0, float(table.relative_quality[v][self._nearest_row(v, best)]))
+                truth[v] = self.cached_truth(v, best, self._nearest_row(v, best))
             else:
                 truth[v] = min(1.0, float(table.relative_quality[v][self.row(prompt)]))
         return PromptView(emb, sims, truth)
@@ -108,6 +116,7 @@ def embed_prompts(prompts: list[str], batch: int = 256) -> dict[str, np.ndarray]
     import torch
 
     from tiny_model.models import load_clip, load_tokenizer
+    from tiny_model.pipeline import encode_prompts
 
     tokenizer = load_tokenizer()
     clip = load_clip(tokenizer=tokenizer)
@@ -116,8 +125,7 @@ def embed_prompts(prompts: list[str], batch: int = 256) -> dict[str, np.ndarray]
     with torch.inference_mode():
         for i in range(0, len(unique), batch):
             chunk = unique[i : i + batch]
-            hidden = clip.text_model(input_ids=torch.from_numpy(tokenizer(chunk)))
-            pooled = clip.text_projection(hidden.pooler_output).numpy().astype(np.float32)
+            pooled = encode_prompts(clip, tokenizer, chunk)[1].numpy().astype(np.float32)
             pooled /= np.linalg.norm(pooled, axis=1, keepdims=True) + 1e-12
             out.update(zip(chunk, pooled))
     return out
