@@ -100,17 +100,18 @@ def run_gt_eval(cfg: GTEvalConfig, pipe=None, log=print) -> dict:
     rep_prompts = [p for p in prompts for _ in range(S)]  # prompt-major, seed-minor
     rep_seeds = [1000 * i + s for i in range(n) for s in range(S)]
 
-    def quality(images: np.ndarray, captions: list[str]) -> np.ndarray:
-        return np.array([attribute_accuracy(ground_truth_check(im, c)) for im, c in zip(images, captions)])
-
-    def all_correct(images: np.ndarray, captions: list[str]) -> np.ndarray:
-        return np.array([(ground_truth_check(im, c) or {"all": 0.0})["all"] for im, c in zip(images, captions)])
+    def checked(images: np.ndarray, captions: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(attribute accuracy, all correct) per image, from one ground-truth check each."""
+        checks = [ground_truth_check(im, c) for im, c in zip(images, captions)]
+        return np.array([attribute_accuracy(g) for g in checks]), np.array([(g or {"all": 0.0})["all"] for g in checks])
 
     # Full quality (K=0) and the fast model, S seeds per prompt.
     k0_img = _generate(pipe, rep_prompts, rep_seeds, cfg.batch)
     fast_img = _generate(pipe, rep_prompts, rep_seeds, cfg.batch, unet=FAST_UNET.name, num_inference_steps=FAST_UNET.num_inference_steps)
-    q = {"k0": quality(k0_img, rep_prompts).reshape(n, S), "fast": quality(fast_img, rep_prompts).reshape(n, S)}
-    ok = {"k0": all_correct(k0_img, rep_prompts).reshape(n, S), "fast": all_correct(fast_img, rep_prompts).reshape(n, S)}
+    q, ok = {}, {}
+    for v, img in (("k0", k0_img), ("fast", fast_img)):
+        acc, correct = checked(img, rep_prompts)
+        q[v], ok[v] = acc.reshape(n, S), correct.reshape(n, S)
     log(f"k0 and fast: {n} prompts x {S} seeds ({time.perf_counter() - t0:.0f} s)")
 
     # Sources differing in one kind of attribute; seed s of the prompt resumes source seed s.
@@ -136,8 +137,9 @@ def run_gt_eval(cfg: GTEvalConfig, pipe=None, log=print) -> dict:
     pair_ok: dict[str, np.ndarray] = {}
     for k in LEVELS:
         img = _generate(pipe, tgt_prompts, tgt_seeds, cfg.batch, k=k, start_latents=latents[k])
-        pair_q[f"k{k}"] = quality(img, tgt_prompts).reshape(len(pairs), S).mean(1)
-        pair_ok[f"k{k}"] = all_correct(img, tgt_prompts).reshape(len(pairs), S).mean(1)
+        acc, correct = checked(img, tgt_prompts)
+        pair_q[f"k{k}"] = acc.reshape(len(pairs), S).mean(1)
+        pair_ok[f"k{k}"] = correct.reshape(len(pairs), S).mean(1)
         log(f"k{k}: {len(pairs)} source pairs x {S} seeds ({time.perf_counter() - t0:.0f} s)")
 
     base = q["k0"].mean(1)  # seed-averaged K=0 quality per prompt

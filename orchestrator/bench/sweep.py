@@ -71,15 +71,19 @@ def ci95(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def _point(row: dict, goodput_rps: float | None = None) -> dict[str, float]:
+    """A bench table row (violations in %, quality, goodput) as a sweep point's metrics."""
+    return {"violation_rate": row["slo_violation_pct"] / 100.0, "mean_rel_quality": row["mean_quality"],
+            "goodput_rps": row["goodput_rps"] if goodput_rps is None else goodput_rps}
+
+
 def _sim_point(cfg: SweepConfig, profile: Profile, load: float, seed: int) -> dict[str, dict[str, float]]:
     wl = build_workload(profile, cfg.trace, cfg.num_workers, load, cfg.duration_s, cfg.prompts, cfg.slo_factor, seed)
     duration = max(wl.trace.duration_s, 1e-9)
     rows = simulate(profile, wl.requests, cfg.num_workers, policy_names(), duration, wl.slo_ms, wl.make_world)
-    out = {p: {"violation_rate": r["slo_violation_pct"] / 100.0, "mean_rel_quality": r["mean_quality"], "goodput_rps": r["goodput_rps"]}
-           for p, r in rows.items()}
+    out = {p: _point(r) for p, r in rows.items()}
     o = oracle(profile, wl.requests, cfg.num_workers, default_plan_interval_s(profile), wl.make_world())
-    out[ORACLE] = {"violation_rate": o["slo_violation_pct"] / 100.0, "mean_rel_quality": o["mean_quality"],
-                   "goodput_rps": (1 - o["slo_violation_pct"] / 100.0) * len(wl.requests) / duration}
+    out[ORACLE] = _point(o, goodput_rps=(1 - o["slo_violation_pct"] / 100.0) * len(wl.requests) / duration)
     return out
 
 
@@ -89,8 +93,7 @@ def _live_point(cfg: SweepConfig, load: float, seed: int, worker: str) -> dict[s
     live = LiveBenchConfig(trace=cfg.trace, prompts=cfg.prompts, minutes=cfg.live_minutes, peak_load=load, seed=seed, worker=worker,
                            out_dir=cfg.out_dir / "sweep_live_runs" / f"load{load:g}_seed{seed}")
     result = run_live_bench(live, console=None)
-    return {p: {"violation_rate": r["slo_violation_pct"] / 100.0, "mean_rel_quality": r["mean_quality"], "goodput_rps": r["goodput_rps"]}
-            for p, r in result["live"].items()}
+    return {p: _point(r) for p, r in result["live"].items()}
 
 
 def aggregate(samples: dict[tuple[str, float], list[dict[str, float]]]) -> list[dict]:
