@@ -303,6 +303,18 @@ class LatentCache:
             self.db.execute("UPDATE items SET hits = ?, last_access = ? WHERE entry_id = ? AND level = ?", (item.hits, item.last_access, item.entry_id, item.level))
         return item.latent
 
+    def fetch_entry(self, entry_id: int, level: int, tenant: str = "") -> np.ndarray | None:
+        """The latent of one entry at ``level`` (None once evicted), with hit-rate accounting."""
+        if level not in self.cfg.levels:
+            raise CacheInputError(f"K={level} is not a cached level (levels: {', '.join(map(str, sorted(self.cfg.levels)))})")
+        self.lookups[level] += 1
+        try:
+            latent = self.fetch(Match(level, entry_id, 1.0), tenant)
+        except KeyError:
+            return None
+        self.hits[level] += 1
+        return latent
+
     def retrieve(self, embedding: np.ndarray, level: int | None = None, tenant: str = "") -> tuple[list[Match], Match | None, np.ndarray | None]:
         """lookup + choose + fetch, with hit-rate accounting per K (what the Triton model calls)."""
         matches = self.lookup(embedding, tenant)

@@ -2,8 +2,13 @@
 
 K (the step-skip level) is fixed per model by the config parameter STEP_SKIP_K, so that each
 variant's model batches only same-K requests and they run in lockstep.
-K = 0 starts from per-request seeded noise; K > 0 starts from the LATENT input (a cached
-intermediate latent of a similar prompt) and runs NUM_STEPS - K UNet steps.
+K = 0 starts from per-request seeded noise; K > 0 starts from a cached intermediate latent of a
+similar prompt and runs NUM_STEPS - K UNet steps. That latent is either the LATENT input or, in
+the front door's ``gen_<variant>`` ensembles, fetched here by its CACHE_ENTRY id through the
+cache link (``triton_backend.cache_link``); when the entry is gone or the cache does not answer in
+its budget, the request runs from seeded noise at K=0 instead, and K_USED says so. With
+INSERT_TENANT the generation's step latents are inserted into the cache by a background thread,
+after the response, never on its path.
 
 The embedded model's shapes and unconditional embedding are the defaults; a repository written by
 build_engines (e.g. real SD-XL) sets LATENT_SHAPE and TIME_IDS and ships ``uncond.npz`` (the
@@ -18,6 +23,8 @@ import torch
 import triton_python_backend_utils as pb_utils
 
 from triton_backend.batching import BadRequest, input_array, run_batched, set_threads
+from triton_backend.cache_link import CacheLink
+from triton_backend.validation import MAX_TENANT_BYTES, InvalidText, decode_text
 from tiny_model.models import LATENT_CHANNELS, LATENT_SIZE, load_clip, load_tokenizer
 from tiny_model.pipeline import denoise, encode_prompts, initial_noise
 
@@ -34,6 +41,7 @@ class TritonPythonModel:
         self.k = int(params["STEP_SKIP_K"])
         self.levels = [int(x) for x in params.get("SAVE_LEVELS", "").split(",") if x]
         self.latent_shape = tuple(int(x) for x in params.get("LATENT_SHAPE", ",".join(map(str, LATENT_SHAPE))).split(","))
+        self.cache = CacheLink(params.get("CACHE_URL", ""), float(params.get("CACHE_BUDGET_MS", "50")))
         self.time_ids = np.array([float(x) for x in params["TIME_IDS"].split(",")], np.float32) if "TIME_IDS" in params else None
         # The unconditional (empty-prompt) embedding for classifier-free guidance, computed once.
         uncond = Path(args["model_repository"]) / args["model_version"] / "uncond.npz"
@@ -49,18 +57,41 @@ class TritonPythonModel:
         pooled = input_array(request, "TEXT_EMBEDS")
         seed = input_array(request, "SEED").reshape(-1)
         n = hidden.shape[0]
+        insert = self._insert_tenants(request, n)
         k = self.k
         latent = input_array(request, "LATENT", required=False)
+        entry = input_array(request, "CACHE_ENTRY", required=False)
+        if k > 0 and latent is None and entry is not None:
+            latent = self._fetch(entry.reshape(-1), [t or "" for t in insert], pooled)
+            k = k if latent is not None else 0  # evicted or no cache: full quality from seeded noise
         if k > 0:
             if latent is None:
-                raise BadRequest(f"STEP_SKIP_K={k} needs a LATENT to start from")
+                raise BadRequest(f"STEP_SKIP_K={k} needs a LATENT or a CACHE_ENTRY to start from")
             if latent.shape[1:] != self.latent_shape or latent.shape[0] != n:
                 raise BadRequest(f"LATENT must have shape [{n}, {', '.join(map(str, self.latent_shape))}], got {list(latent.shape)}")
             if not np.isfinite(latent).all():
                 raise BadRequest("LATENT contains NaN or Inf")
         else:
             latent = initial_noise(seed, self.latent_shape).numpy()
-        return {"hidden": hidden, "pooled": pooled, "latent": latent.astype(np.float32), "k": np.full(n, k)}
+        return {"hidden": hidden, "pooled": pooled, "latent": latent.astype(np.float32), "k": np.full(n, k), "insert": insert}
+
+    def _insert_tenants(self, request, n):
+        """Per item, the tenant to insert its step latents under ("" default), or None: no insert."""
+        raw = input_array(request, "INSERT_TENANT", required=False)
+        if raw is None or not self.levels:
+            return [None] * n
+        try:
+            out = [decode_text(t, "INSERT_TENANT", MAX_TENANT_BYTES, printable=True) if len(t) else "" for t in raw.reshape(-1)]
+        except InvalidText as e:
+            raise BadRequest(str(e)) from None
+        if len(out) != n:
+            raise BadRequest(f"INSERT_TENANT has {len(out)} items for a batch of {n}")
+        return out
+
+    def _fetch(self, entries, tenants, pooled):
+        """The cached latents of ``entries`` at this model's K, or None when any is gone or the cache is down."""
+        got = self.cache.fetch(entries, self.k, tenants, pooled)
+        return got[0] if got is not None and got[1].all() else None
 
     def _unet_step(self, x, t, hid, pool, time_ids):
         inputs = [
@@ -98,11 +129,16 @@ class TritonPythonModel:
             on_step=on_step,
             time_ids=self.time_ids,
         )
-        return {"LATENT_OUT": latents.numpy(), "LEVEL_LATENTS": saved} if self.levels else {"LATENT_OUT": latents.numpy()}
+        keep = [i for i, t in enumerate(b["insert"]) if t is not None]
+        if keep:
+            self.cache.insert_later(b["pooled"][keep], saved[keep], [b["insert"][i] for i in keep])
+        out = {"LATENT_OUT": latents.numpy(), "K_USED": b["k"].astype(np.int32).reshape(-1, 1)}
+        return {**out, "LEVEL_LATENTS": saved} if self.levels else out
 
     def execute(self, requests):
         self._requests = requests
-        return run_batched(requests, self._parse, self._compute)
+        # Requests whose cached latent was gone start at K=0: a group of their own (lockstep per K).
+        return run_batched(requests, self._parse, self._compute, group_key=lambda p: int(p["k"][0]))
 
     def _all_cancelled(self):
         return all(r.is_cancelled() for r in self._requests)

@@ -73,6 +73,11 @@ class RepositoryConfig:
     images/s of torch through Triton here, `argus bench engines`) or 'torch'."""
     with_fast: bool = True
     """Serve the fast model as a variant (a pipeline without one, e.g. plain SD-XL, sets False)."""
+    cache_url: str = ""
+    """Where the probe and the denoisers reach the cache: "" is ``cache_retrieval`` in the same
+    server (BLS), "host:port" a cache endpoint of its own (gRPC; ``argus serve --cache``)."""
+    cache_budget_ms: float = 50.0
+    """Time budget of one cache call from inside a worker; past it the request goes on as k0."""
 
     def __post_init__(self):
         if self.runtime not in ("onnxruntime", "torch"):
@@ -99,6 +104,14 @@ def ensemble_name(variant: str) -> str:
 
 def denoiser_name(variant: str) -> str:
     return f"denoiser_{variant}"
+
+
+def generation_name(variant: str) -> str:
+    """The front door's generation ensemble: the probe's embeddings and a cache entry id in, an image out."""
+    return f"gen_{variant}"
+
+
+PROBE = "t2i_probe"
 
 
 def _tensor(name: str, dtype: str, dims, optional: bool = False) -> str:
@@ -171,10 +184,17 @@ def time_ids(dims: ModelDims) -> tuple[int, ...]:
     return (dims.image_size, dims.image_size, 0, 0, dims.image_size, dims.image_size)
 
 
+def _cache_params(cfg: RepositoryConfig) -> dict[str, str]:
+    return {"CACHE_URL": cfg.cache_url, "CACHE_BUDGET_MS": str(cfg.cache_budget_ms)}
+
+
 def denoiser_config(cfg: RepositoryConfig, name: str, k: int, fast: bool = False) -> str:
-    """One variant's denoiser: K is fixed by its config, so a dynamic batch only holds same-K requests."""
-    inputs = [_hidden(cfg), _pooled(cfg), _tensor("SEED", "TYPE_INT64", (1,)), _tensor("LATENT", "TYPE_FP32", cfg.dims.latent_shape, optional=not k)]
+    """One variant's denoiser: K is fixed by its config, so a dynamic batch only holds same-K requests.
+    It starts from LATENT (``t2i_<variant>``) or from the cache entry CACHE_ENTRY (``gen_<variant>``)."""
+    inputs = [_hidden(cfg), _pooled(cfg), _tensor("SEED", "TYPE_INT64", (1,)), _tensor("LATENT", "TYPE_FP32", cfg.dims.latent_shape, optional=True),
+              _tensor("CACHE_ENTRY", "TYPE_INT64", (1,), optional=True), _tensor("INSERT_TENANT", "TYPE_STRING", (1,), optional=True)]
     params = {
+        **_cache_params(cfg),
         "UNET_MODEL": "unet_fast" if fast else "unet",
         "NUM_STEPS": str(cfg.fast_num_inference_steps if fast else cfg.num_inference_steps),
         "GUIDANCE_SCALE": str(cfg.guidance_scale),
@@ -184,7 +204,8 @@ def denoiser_config(cfg: RepositoryConfig, name: str, k: int, fast: bool = False
         "TIME_IDS": ",".join(map(str, time_ids(cfg.dims))),
     }
     return _python_config(
-        name, cfg.max_batch_size, inputs, [_tensor("LATENT_OUT", "TYPE_FP32", cfg.dims.latent_shape), *level_latents(cfg, fast)],
+        name, cfg.max_batch_size, inputs,
+        [_tensor("LATENT_OUT", "TYPE_FP32", cfg.dims.latent_shape), _tensor("K_USED", "TYPE_INT32", (1,)), *level_latents(cfg, fast)],
         instances=cfg.denoiser_instances, dynamic_batching_us=cfg.max_queue_delay_us, params=params, queue_timeout_s=cfg.queue_timeout_s,
     )
 
@@ -202,6 +223,7 @@ def cache_retrieval_config(cfg: RepositoryConfig) -> str:
         _tensor("STEP_SKIP_K", "TYPE_INT32", (1,), optional=True),
         _tensor("TENANT", "TYPE_STRING", (1,), optional=True),
         _tensor("LEVEL_LATENTS", "TYPE_FP32", (len(cfg.step_skip_levels), *cfg.dims.latent_shape), optional=True),
+        _tensor("ENTRY_ID", "TYPE_INT64", (1,), optional=True),
     ]
     outputs = [
         _tensor("ENTRY_IDS", "TYPE_INT64", (len(cached),)),
@@ -246,6 +268,38 @@ def ensemble_config(cfg: RepositoryConfig, variant: str) -> str:
     return text + "ensemble_scheduling { step [\n" + ",\n".join(steps) + "\n] }\n"
 
 
+def probe_config(cfg: RepositoryConfig) -> str:
+    """t2i_probe: the prompt's embeddings and the cache's best candidate per K, in one call."""
+    cached = [k for k in cfg.step_skip_levels if k > 0]
+    inputs = [_tensor("PROMPT", "TYPE_STRING", (1,)), _tensor("TENANT", "TYPE_STRING", (1,), optional=True)]
+    outputs = [_hidden(cfg), _pooled(cfg), _tensor("ENTRY_IDS", "TYPE_INT64", (len(cached),)), _tensor("SIMILARITY", "TYPE_FP32", (len(cached),)),
+               _tensor("CACHE_OK", "TYPE_BOOL", (1,))]
+    return _python_config(PROBE, cfg.max_batch_size, inputs, outputs, dynamic_batching_us=0,
+                          params={**_cache_params(cfg), "NUM_CACHED_LEVELS": str(len(cached))})
+
+
+def generation_config(cfg: RepositoryConfig, variant: str) -> str:
+    """gen_<variant>: denoiser -> vae_decoder on the probe's embeddings. K>0 variants take the chosen
+    cache entry's id (the latent is fetched inside Triton); every base-model variant inserts its step
+    latents into the cache under TENANT after answering."""
+    k, fast = variant_k(variant), variant == "fast"
+    inputs = [_hidden(cfg), _pooled(cfg), _tensor("SEED", "TYPE_INT64", (1,))]
+    den_in = {"ENCODER_HIDDEN_STATES": "ENCODER_HIDDEN_STATES", "TEXT_EMBEDS": "TEXT_EMBEDS", "SEED": "SEED"}
+    if k > 0:
+        inputs.append(_tensor("CACHE_ENTRY", "TYPE_INT64", (1,)))
+        den_in["CACHE_ENTRY"] = "CACHE_ENTRY"
+    if not fast:
+        inputs.append(_tensor("TENANT", "TYPE_STRING", (1,)))
+        den_in["INSERT_TENANT"] = "TENANT"
+    steps = [
+        _step(denoiser_name(variant), den_in, {"LATENT_OUT": "latent", "K_USED": "K_USED"}),
+        _step("vae_decoder", {"LATENT": "latent"}, {"IMAGE": "IMAGE"}),
+    ]
+    text = f'name: "{generation_name(variant)}"\nplatform: "ensemble"\nmax_batch_size: {cfg.max_batch_size}\n'
+    text += _io("input", inputs) + _io("output", [_image(cfg), _tensor("K_USED", "TYPE_INT32", (1,))])
+    return text + "ensemble_scheduling { step [\n" + ",\n".join(steps) + "\n] }\n"
+
+
 SHIM = '''"""{name}: triton_backend.{target} with this model's own config (written by orchestrator.triton.repository)."""
 
 from triton_backend.{target} import TritonPythonModel  # noqa: F401
@@ -260,6 +314,8 @@ def render_repository(cfg: RepositoryConfig) -> dict[str, str]:
         "unet/1/model.py": SHIM.format(name="unet", target="unet"),
         "vae_decoder/config.pbtxt": vae_decoder_config(cfg),
         "cache_retrieval/config.pbtxt": cache_retrieval_config(cfg),
+        f"{PROBE}/config.pbtxt": probe_config(cfg),
+        f"{PROBE}/1/model.py": SHIM.format(name=PROBE, target="probe"),
     }
     if cfg.with_fast:
         files["unet_fast/config.pbtxt"] = unet_config(cfg, "unet_fast")
@@ -270,6 +326,8 @@ def render_repository(cfg: RepositoryConfig) -> dict[str, str]:
         files[f"{name}/1/model.py"] = SHIM.format(name=name, target="denoiser")
         files[f"{ensemble_name(variant)}/config.pbtxt"] = ensemble_config(cfg, variant)
         files[f"{ensemble_name(variant)}/1/.gitkeep"] = ""
+        files[f"{generation_name(variant)}/config.pbtxt"] = generation_config(cfg, variant)
+        files[f"{generation_name(variant)}/1/.gitkeep"] = ""
     return files
 
 
@@ -300,4 +358,5 @@ def models_to_load(cfg: RepositoryConfig, variants: list[str] | None = None) -> 
     """Ensembles load their steps, but BLS targets (the UNets) must be loaded explicitly."""
     variants = variants or cfg.variants
     unets = {"unet_fast" if v == "fast" else "unet" for v in variants}
-    return ["cache_retrieval"] + sorted(unets) + [ensemble_name(v) for v in variants]
+    return (["cache_retrieval", "text_encoder", PROBE] + sorted(unets) + [ensemble_name(v) for v in variants]
+            + [generation_name(v) for v in variants])

@@ -1,7 +1,9 @@
 """cache_retrieval: FAISS search over prompt embeddings for cached intermediate latents, and inserts.
 
 One instance only (config), so there is exactly one writer and instances never diverge.
-A request is a *lookup* (TEXT_EMBEDS, optional STEP_SKIP_K, optional TENANT) or an *insert*
+A request is a *lookup* (TEXT_EMBEDS, optional STEP_SKIP_K, optional TENANT), a *fetch* of one
+entry's latent (ENTRY_ID and STEP_SKIP_K: what a generation asks for the entry chosen for it; K=0
+in the answer means evicted), or an *insert*
 (the same plus LEVEL_LATENTS, the denoiser's latents at every step-skip level; NaN rows, the
 levels a generation never passed, are skipped). Outputs per cached level K: the best entry id
 and its similarity; plus the latent for the requested K (or, with no K, the largest K whose
@@ -85,7 +87,8 @@ class TritonPythonModel:
         if raw is None:
             return [""] * n
         try:
-            out = [decode_text(item, "TENANT", MAX_TENANT_BYTES, printable=True) for item in raw.reshape(-1)]
+            # An empty item is the default tenant: a batch from the models' cache link mixes both.
+            out = [decode_text(item, "TENANT", MAX_TENANT_BYTES, printable=True) if len(item) else "" for item in raw.reshape(-1)]
         except InvalidText as e:
             raise BadRequest(str(e)) from None
         if len(out) != n:
@@ -98,6 +101,9 @@ class TritonPythonModel:
         tenants = self._tenants(request, n)
         ks = input_array(request, "STEP_SKIP_K", required=False)
         inserts = input_array(request, "LEVEL_LATENTS", required=False)
+        by_id = input_array(request, "ENTRY_ID", required=False)
+        if by_id is not None and ks is None:
+            raise BadRequest("ENTRY_ID needs STEP_SKIP_K: the level of the entry's latent to fetch")
         ids = np.full((n, len(self.levels)), -1, np.int64)
         sims = np.full((n, len(self.levels)), -1.0, np.float32)
         latents = np.zeros((n, *self.cache.cfg.latent_shape), np.float32)
@@ -112,6 +118,12 @@ class TritonPythonModel:
                 sims[i, [self.levels.index(lv) for lv in rows]] = 1.0
                 continue
             level = int(ks.reshape(-1)[i]) if ks is not None else None
+            if by_id is not None:  # the generation's own fetch of the entry the front door chose
+                entry = int(by_id.reshape(-1)[i])
+                latent = self.cache.fetch_entry(entry, level, tenants[i])
+                if latent is not None:
+                    latents[i], chosen_k[i, 0] = latent, level
+                continue
             matches, chosen, latent = self.cache.retrieve(emb[i], level, tenants[i])
             ids[i] = [m.entry_id for m in matches]
             sims[i] = [m.similarity for m in matches]

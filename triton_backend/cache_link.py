@@ -1,0 +1,100 @@
+"""How a model inside a worker reaches the approximate cache: BLS to ``cache_retrieval`` in the same
+server, or gRPC to a cache endpoint of its own (``CACHE_URL``), always within a time budget.
+
+The probe looks candidates up through it, the denoiser fetches the chosen entry's latent and inserts
+its own step latents through it, so no latent travels through the orchestrator. Every call answers
+``None`` instead of raising when the cache is down, slow or evicted the entry: the caller then
+serves as k0, which costs quality, never the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+import numpy as np
+
+MODEL = "cache_retrieval"
+log = logging.getLogger("argus.cache_link")
+
+
+def unit(embeddings: np.ndarray) -> np.ndarray:
+    """Unit-norm rows (the cache's key), as the front door normalises them."""
+    e = np.asarray(embeddings, np.float32)
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+
+class CacheLink:
+    def __init__(self, url: str = "", budget_ms: float = 50.0):
+        self.url = url
+        self.budget_s = budget_ms / 1000.0
+        self._client = None
+        self._inserts: queue.Queue | None = None
+
+    # ------------------------------------------------------------------ one call, local or remote
+    def _call(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray] | None:
+        try:
+            return self._remote(inputs, outputs) if self.url else self._local(inputs, outputs)
+        except Exception as e:  # noqa: BLE001 - the cache is an optimisation: down or slow means no cache
+            log.warning("cache %s unavailable: %s", self.url or "(local)", str(e)[:200])
+            return None
+
+    def _local(self, inputs, outputs):
+        import triton_python_backend_utils as pb_utils
+
+        req = pb_utils.InferenceRequest(model_name=MODEL, requested_output_names=outputs,
+                                        inputs=[pb_utils.Tensor(k, v) for k, v in inputs.items()],
+                                        timeout=int(self.budget_s * 1e6))
+        resp = req.exec()
+        if resp.has_error():
+            raise RuntimeError(resp.error().message())
+        return {n: pb_utils.get_output_tensor_by_name(resp, n).as_numpy() for n in outputs}
+
+    def _remote(self, inputs, outputs):
+        import tritonclient.grpc as grpcclient
+
+        if self._client is None:
+            self._client = grpcclient.InferenceServerClient(self.url)
+        dtypes = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64", np.dtype(np.int32): "INT32", np.dtype(object): "BYTES"}
+        ins = []
+        for name, arr in inputs.items():
+            t = grpcclient.InferInput(name, list(arr.shape), dtypes[arr.dtype])
+            t.set_data_from_numpy(arr)
+            ins.append(t)
+        res = self._client.infer(MODEL, ins, outputs=[grpcclient.InferRequestedOutput(n) for n in outputs], client_timeout=self.budget_s)
+        return {n: res.as_numpy(n) for n in outputs}
+
+    @staticmethod
+    def _tenants(tenants: list[str]) -> np.ndarray:
+        return np.array([t.encode() for t in tenants], dtype=np.object_).reshape(-1, 1)
+
+    # ------------------------------------------------------------------ what the models ask
+    def lookup(self, pooled: np.ndarray, tenants: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(entry ids, similarities), each (N, cached levels): the best candidate per K."""
+        out = self._call({"TEXT_EMBEDS": unit(pooled), "TENANT": self._tenants(tenants)}, ["ENTRY_IDS", "SIMILARITY"])
+        return None if out is None else (out["ENTRY_IDS"], out["SIMILARITY"])
+
+    def fetch(self, entry_ids: np.ndarray, k: int, tenants: list[str], pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(latents (N, ...), found (N,) bool): each entry's latent at step K (not found: evicted)."""
+        n = len(entry_ids)
+        out = self._call({"TEXT_EMBEDS": unit(pooled), "TENANT": self._tenants(tenants),
+                          "STEP_SKIP_K": np.full((n, 1), k, np.int32), "ENTRY_ID": np.asarray(entry_ids, np.int64).reshape(-1, 1)},
+                         ["LATENT", "K"])
+        return None if out is None else (out["LATENT"], out["K"].reshape(-1) == k)
+
+    def insert_later(self, pooled: np.ndarray, levels: np.ndarray, tenants: list[str]) -> None:
+        """Queue an insert of generations' step latents; a background thread sends it, so the
+        response never waits for the cache. A full queue drops the insert (a lost future hit)."""
+        if self._inserts is None:
+            self._inserts = queue.Queue(maxsize=256)
+            threading.Thread(target=self._insert_loop, daemon=True, name="argus-cache-insert").start()
+        try:
+            self._inserts.put_nowait((unit(pooled), np.ascontiguousarray(levels, np.float32), list(tenants)))
+        except queue.Full:
+            log.warning("cache insert queue full; insert dropped")
+
+    def _insert_loop(self) -> None:
+        while True:
+            pooled, levels, tenants = self._inserts.get()
+            self._call({"TEXT_EMBEDS": pooled, "TENANT": self._tenants(tenants), "LEVEL_LATENTS": levels}, ["ENTRY_IDS"])
