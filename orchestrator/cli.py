@@ -192,6 +192,7 @@ def profile(
 def serve(
     policy: str = typer.Option("argus", help="A registered policy: argus | argus-noprompt | clipper-ha | clipper-ht | nirvana | proteus"),
     workers: str = typer.Option("", help="Comma-separated Triton gRPC endpoints; empty: start --local-workers servers here."),
+    cache: Optional[str] = typer.Option(None, help="The cache endpoint (host:port serving t2i_probe and cache_retrieval); default the first worker."),
     local_workers: int = typer.Option(1),
     local_base_port: int = typer.Option(18600, help="Local worker i uses HTTP/gRPC/metrics ports base+10i .. base+10i+2."),
     variants: str = typer.Option("", help="Comma-separated variants local workers load (default: all)."),
@@ -217,7 +218,7 @@ def serve(
     from orchestrator.serve.config import FrontDoorConfig
     from orchestrator.serve.main import LocalWorkers, run_server
 
-    cfg = FrontDoorConfig(workers=[w for w in workers.split(",") if w], profile_path=profile_path, policy=policy, address=address, port=port,
+    cfg = FrontDoorConfig(workers=[w for w in workers.split(",") if w], cache=cache, profile_path=profile_path, policy=policy, address=address, port=port,
                           http_port=http_port or None, metrics_port=metrics_port, default_slo_ms=slo_ms, auth_token=auth_token,
                           tenants=frozenset(t for t in tenants.split(",") if t) or None, max_queue=max_queue, drain_timeout_s=drain_timeout_s)
     local = LocalWorkers(local_workers, local_base_port, tuple(v for v in variants.split(",") if v), cache_dir)
@@ -402,6 +403,23 @@ def bench_orchestrator(profile_path: Path = typer.Option(Path("profiles/cpu_tiny
     from orchestrator.bench.orchestrator import run_orchestrator_bench
 
     run_orchestrator_bench(profile_path, requests, console)
+
+
+@bench_app.command("frontdoor")
+def bench_frontdoor(requests: int = typer.Option(48, help="Requests per phase (k0, k25, fast)."),
+                    concurrency: int = typer.Option(4, help="Concurrent clients, each in a closed loop."),
+                    as_json: bool = typer.Option(False, "--json", help="Print only the JSON object.")):
+    """The front door's own latency under concurrent load: overhead (latency minus its generation call) p50/p99,
+    the k25 generation p50 of the same run, and Triton calls per request by variant."""
+    from orchestrator.bench.frontdoor import FrontdoorBenchConfig, run_frontdoor_bench
+
+    _emit(run_frontdoor_bench(FrontdoorBenchConfig(requests_per_phase=requests, concurrency=concurrency),
+                              log=(lambda *a: None) if as_json else console.print), as_json)
+
+
+def _emit(result: dict, as_json: bool) -> None:
+    """One JSON object: bare on stdout with --json (for machines), pretty otherwise."""
+    print(json.dumps(result)) if as_json else console.print_json(json.dumps(result))
 
 
 @bench_app.command("engines")

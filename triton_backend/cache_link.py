@@ -10,6 +10,7 @@ serves as k0, which costs quality, never the request.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 
@@ -27,7 +28,8 @@ def unit(embeddings: np.ndarray) -> np.ndarray:
 
 class CacheLink:
     def __init__(self, url: str = "", budget_ms: float = 50.0):
-        self.url = url
+        # ARGUS_CACHE_URL (set by the server launcher, or a pod's env) overrides the repository's default.
+        self.url = os.environ.get("ARGUS_CACHE_URL", url)
         self.budget_s = budget_ms / 1000.0
         self._client = None
         self._inserts: queue.Queue | None = None

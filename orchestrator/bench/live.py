@@ -5,7 +5,7 @@ Phases, each a small function with a typed hand-off:
 
     workload   trace -> scaled to peak x the k0 capacity -> Request stream (the simulator's too)
     replay     per policy: a fresh front door, open-loop sends at the arrival times -> LiveRecord
-    reference  the k0 image of every (prompt, seed): reused where a policy served k0, else generated
+    reference  the k0 image of every (prompt, seed), generated alone after the replays
     score      CLIP score of every returned image / its k0 reference's -> relative quality
     report     records.jsonl, summary.json, table, plots, live-vs-sim comparison
 
@@ -73,6 +73,8 @@ class LiveRecord:
     error: str | None = None
     clip_score: float | None = None
     relative_quality: float | None = None
+    same_as_reference: bool | None = None
+    """For a k0 answer: bit-identical to the same request generated alone (None for other variants)."""
 
     @property
     def served(self) -> bool:
@@ -151,32 +153,24 @@ def replay(policy: str, requests: list[Request], worker: str, cfg: LiveBenchConf
 
 
 # ------------------------------------------------------------------------------------------- reference + score
-def reference_images(requests: list[Request], records: list[LiveRecord], images: dict, worker: str, batch: int = 8) -> dict[str, np.ndarray]:
-    """The k0 image of each request's (prompt, seed): k0 is deterministic, so a k0 answer of any
-    policy is the reference; the rest are generated at the largest profiled batch."""
+def reference_images(requests: list[Request], worker: str) -> dict[str, np.ndarray]:
+    """The k0 image of each request's (prompt, seed), generated alone (batch of one, nothing else
+    running) after the replays: what the same request gives on an idle server."""
     import tritonclient.grpc as grpcclient
 
     from orchestrator.triton.client import generate
 
-    refs: dict[str, np.ndarray] = {}
-    for rec in records:
-        if rec.served and rec.variant == "k0" and rec.request_id not in refs:
-            refs[rec.request_id] = images[(rec.policy, rec.request_id)]
-    missing = [r for r in requests if r.request_id not in refs]
     client = grpcclient.InferenceServerClient(worker)
-    for i in range(0, len(missing), batch):
-        chunk = missing[i:i + batch]
-        out = generate(client, [r.prompt for r in chunk], [r.seed for r in chunk], "k0", timeout_s=600)
-        for r, img in zip(chunk, out):
-            refs[r.request_id] = img
+    refs = {r.request_id: generate(client, [r.prompt], [r.seed], "k0", timeout_s=600)[0] for r in requests}
     client.close()
     return refs
 
 
 def score(records: list[LiveRecord], images: dict, refs: dict[str, np.ndarray], requests: list[Request]) -> None:
     """CLIP score of every returned image relative to its k0 reference's, with the profile's floor
-    and cap (``tiny_model.quality.relative_quality``). Not capped at 1: a k0 answer batched
-    differently scores a little above or below its reference, and the mean stays unbiased."""
+    and cap (``tiny_model.quality.relative_quality``). An answer bit-identical to its reference is
+    quality 1 exactly (the floor would otherwise rate a low-scoring reference below 1 against
+    itself); each k0 answer records whether it is (``same_as_reference``): the reproducibility check."""
     from tiny_model.quality import RELATIVE_FLOOR, QualityScorer, relative_quality
 
     scorer = QualityScorer()
@@ -191,8 +185,11 @@ def score(records: list[LiveRecord], images: dict, refs: dict[str, np.ndarray], 
     # The floor is relative to the mean reference score of the whole stream, as in the profile.
     rel = relative_quality(scores, np.maximum(base, RELATIVE_FLOOR * float(np.mean(base_all))))
     for rec, s, q in zip(served, scores, rel):
+        same = bool(np.array_equal(images[(rec.policy, rec.request_id)], refs[rec.request_id]))
         rec.clip_score = float(s)
-        rec.relative_quality = float(q)
+        rec.relative_quality = 1.0 if same else float(q)
+        if rec.variant == "k0":
+            rec.same_as_reference = same
 
 
 def _clip(scorer, imgs: np.ndarray, prompts: list[str], batch: int = 256) -> np.ndarray:
@@ -214,6 +211,8 @@ def summarize_live(records: list[LiveRecord], duration_s: float) -> dict:
         "p99_latency_ms": float(np.percentile([r.latency_ms for r in served], 99)) if served else None,
         "errors": errors,
         "lost": sum(1 for r in records if r.error and r.error.startswith("LOST")),
+        "k0_answers": sum(1 for r in served if r.variant == "k0"),
+        "k0_differs_from_alone": sum(1 for r in served if r.same_as_reference is False),
     }
 
 
@@ -308,7 +307,7 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
                 records += replay(policy, requests, worker, cfg, images, progress=lambda task=task: bar.advance(task))
                 wall[policy] = time.perf_counter() - t
         t = time.perf_counter()
-        refs = reference_images(requests, records, images, worker)
+        refs = reference_images(requests, worker)
         log(f"k0 references: {len(refs)} ({time.perf_counter() - t:.0f} s)")
     finally:
         if server is not None:

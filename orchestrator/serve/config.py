@@ -9,8 +9,12 @@ from pathlib import Path
 @dataclasses.dataclass
 class FrontDoorConfig:
     workers: list[str]
-    """Triton gRPC endpoints (host:port), one per worker; the first also hosts the shared cache."""
+    """Triton gRPC endpoints (host:port), one per worker."""
     profile_path: Path
+    cache: str | None = None
+    """The cache endpoint (host:port): a tritonserver serving t2i_probe and cache_retrieval, which
+    every request's probe goes to. None: the first worker, as on one machine. When it does not
+    answer, requests are served as k0 (``argus_cache_unavailable_total``)."""
     policy: str = "argus"
     address: str = "127.0.0.1"
     port: int = 18500

@@ -1,10 +1,11 @@
 """The front door's engine: one request's phases, with typed hand-offs and no threads.
 
     admit      bound the queue, count the arrival           -> Admitted  (or Overloaded / Draining)
-    featurize  embed the prompt, look the cache up          -> Featurized
+    featurize  t2i_probe: embeddings + cache candidates     -> Featurized   (Triton call 1)
     decide     Policy.decide(features, state, now)          -> Decision  (the simulator calls the same)
-    generate   run t2i_<variant> on the chosen worker       -> Generated
-    record     release the booking, cache insert, metrics
+    generate   gen_<variant> on the chosen worker           -> Generated    (Triton call 2; the cache
+               latent is fetched and the step latents inserted inside Triton)
+    record     release the booking, metrics, sampled quality scoring (off the response path)
 
 ``handle`` runs parse..record for one request and raises a typed error for every outcome but
 success, so each protocol front (gRPC, KServe HTTP, OpenAI) only maps outcomes to its status
@@ -33,7 +34,7 @@ from orchestrator.serve.admission import Admitted, BadInput, prompt_for_log
 from orchestrator.serve.config import FrontDoorConfig
 from orchestrator.serve.metrics import Metrics
 from orchestrator.serve.scoring import QualitySampler
-from orchestrator.serve.workers import TritonWorkers, is_deadline_exceeded
+from orchestrator.serve.workers import Probe, TritonWorkers, is_deadline_exceeded
 
 log = logging.getLogger("argus.frontdoor")
 
@@ -61,17 +62,17 @@ class WorkerFailed(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class Featurized:
     features: RequestFeatures
-    embedding: np.ndarray
+    probe: Probe
     similarity: dict[str, float]
 
 
 @dataclasses.dataclass(frozen=True)
 class Generated:
     images: np.ndarray
-    levels: np.ndarray | None
-    """The generation's latents at every step-skip level (what the cache stores); None for the fast model."""
     decision: Decision
     """The decision actually executed (a K variant whose cache entry was evicted meanwhile runs as k0)."""
+    generation_s: float = 0.0
+    """Wall time of the generation call to Triton (what the front door adds is the rest)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,12 +80,15 @@ class Served:
     images: np.ndarray
     decision: Decision
     k: int
+    generation_ms: float
+    triton_calls: int
+    """Calls to Triton this request made: t2i_probe (a second one if the cache endpoint failed), gen_<variant>."""
 
     def parameters(self) -> dict[str, str | int | float]:
         """The decision as every protocol returns it beside the image."""
         d = self.decision
         return {"variant": d.variant, "k": self.k, "worker": d.worker, "predicted_quality": round(float(d.predicted_quality), 4),
-                "reason": d.reason}
+                "reason": d.reason, "generation_ms": round(self.generation_ms, 3), "triton_calls": self.triton_calls}
 
 
 class Engine:
@@ -97,7 +101,7 @@ class Engine:
         self.profile = Profile.load(cfg.profile_path)
         self.policy = policy or make_policy(cfg.policy, PolicyContext.build(self.profile, cfg.default_slo_ms))
         self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(self.profile)
-        self.workers = workers or TritonWorkers(cfg.workers, cfg.request_timeout_s)
+        self.workers = workers or TritonWorkers(cfg.workers, cfg.request_timeout_s, cfg.cache)
         self.state = ClusterState([WorkerState(w, f) for w, f in zip(cfg.workers, self.policy.initial_families(len(cfg.workers)))],
                                   np.zeros((len(self.policy.ctx.classes), len(self.policy.variants))))
         self.control = ControlLoop(self.policy, self.plan_interval_s, start_s=clock())
@@ -130,40 +134,39 @@ class Engine:
         return adm
 
     def featurize(self, adm: Admitted) -> Featurized:
-        emb = self.workers.embed(adm.prompt)
+        probe = self.workers.probe(adm.prompt, adm.tenant)
         sims: dict[str, float] = {}
-        if self.policy.uses_cache:
-            got = self.workers.lookup(emb, adm.tenant)
-            sims = {f"k{k}": float(s) for k, s in zip(sorted(self.profile.thresholds), got.similarity[0])}
+        if not probe.cache_ok:
+            self.metrics.cache_unavailable.inc()
+        elif self.policy.uses_cache:
+            sims = {f"k{k}": float(s) for k, s in zip(sorted(self.profile.thresholds), probe.similarity)}
         with self.lock:  # a dead worker or a timed-out variant is not on offer
             servable = self.state.servable(self.policy.variants)
-        return Featurized(self.policy.ctx.features(adm.request_id, adm.arrival_s, adm.slo_ms, emb, sims, servable), emb, sims)
+        return Featurized(self.policy.ctx.features(adm.request_id, adm.arrival_s, adm.slo_ms, probe.embedding, sims, servable), probe, sims)
 
     def decide(self, feats: RequestFeatures) -> Decision:
         with self.lock:
             return self.policy.decide(feats, self.state, self.clock())
 
-    def generate(self, adm: Admitted, decision: Decision, emb: np.ndarray) -> Generated:
+    def generate(self, adm: Admitted, decision: Decision, probe: Probe) -> Generated:
         k = self.profile.variants[decision.variant].k
-        latents = None
-        if k > 0:
-            got = self.workers.lookup(emb, adm.tenant, k=k)
-            if got.k[0] != k:  # evicted since featurize: fall back to full quality
-                decision = dataclasses.replace(decision, variant="k0", reason=decision.reason + "; cache entry evicted, k0")
-            else:
-                latents = got.latent
+        entry = int(probe.entry_ids[sorted(self.profile.thresholds).index(k)]) if k > 0 else None
+        t0 = time.perf_counter()
         try:
-            images, levels = self.workers.generate(decision.worker, decision.variant, adm.prompt, adm.seed, latents)
+            images, k_used = self.workers.generate(decision.worker, decision.variant, probe, adm.seed, entry, adm.tenant)
         except Exception as e:  # noqa: BLE001 - classified: a timeout disables the variant here
             if is_deadline_exceeded(e):
                 self.disable_variant(decision.worker, decision.variant)
                 raise VariantTimeout(f"{decision.variant} on {decision.worker} exceeded {self.cfg.request_timeout_s:.1f}s; "
                                      "taken out of routing") from None
             raise
-        return Generated(images, levels, decision)
+        if k_used != k:  # the entry was evicted since the probe, or the cache stopped answering: it ran as k0
+            self.metrics.cache_fallback.inc()
+            decision = dataclasses.replace(decision, variant="k0", reason=decision.reason + "; cache entry gone, ran as k0")
+        return Generated(images, decision, time.perf_counter() - t0)
 
-    def record(self, adm: Admitted, decision: Decision, emb: np.ndarray | None, generated: Generated | None) -> None:
-        """Release the booking (always); for a served request, insert its latents into the cache and observe it."""
+    def record(self, adm: Admitted, decision: Decision, generated: Generated | None) -> None:
+        """Release the booking (always); for a served request, observe it (the cache insert happens inside Triton)."""
         observed_s = self.clock() - adm.arrival_s if generated is not None else None  # arrival to answer: the front door's work counts
         with self.lock:
             self.in_flight -= 1
@@ -175,11 +178,6 @@ class Engine:
         self.metrics.in_flight.dec()
         if generated is None:
             return
-        if generated.levels is not None and np.isfinite(generated.levels).any():
-            try:
-                self.workers.insert(emb, generated.levels, adm.tenant)
-            except Exception as e:  # noqa: BLE001 - a failed insert costs future hits, not this answer
-                log.warning("cache insert failed: %s", e)
         latency = self.clock() - adm.arrival_s
         self.metrics.latency.observe(latency)
         self.metrics.variant.labels(variant=generated.decision.variant).inc()
@@ -192,18 +190,17 @@ class Engine:
     def serve(self, adm: Admitted) -> Served:
         """featurize -> decide -> generate -> record for an admitted request; every outcome but
         success is a typed error, and the request is always recorded (its booking released)."""
-        decision, emb, generated, failure = Decision(None, None, "not decided"), None, None, None
+        decision, generated, failure, feats = Decision(None, None, "not decided"), None, None, None
         try:
             feats = self.featurize(adm)
-            emb = feats.embedding
             decision = self.decide(feats.features)
             if decision.variant is not None:
-                generated = self.generate(adm, decision, emb)
+                generated = self.generate(adm, decision, feats.probe)
                 decision = generated.decision
         except Exception as e:  # noqa: BLE001 - a worker failure is this request's error, not the server's
             failure = e
         finally:
-            self.record(adm, decision, emb, generated)
+            self.record(adm, decision, generated)
         if isinstance(failure, VariantTimeout):
             self.metrics.requests.labels(outcome="timeout").inc()
             raise failure
@@ -215,7 +212,8 @@ class Engine:
             self.metrics.requests.labels(outcome="shed").inc()
             raise Shed(f"shed: {decision.reason}")
         self.metrics.requests.labels(outcome="ok").inc()
-        return Served(generated.images, decision, self.profile.variants[decision.variant].k)
+        return Served(generated.images, decision, self.profile.variants[decision.variant].k, 1000.0 * generated.generation_s,
+                      feats.probe.calls + 1)
 
     def handle(self, parse: Callable[[float], Admitted]) -> tuple[Admitted, Served]:
         """One request from any protocol: ``parse(now_s)`` validates it, then admit and serve.

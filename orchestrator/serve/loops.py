@@ -70,7 +70,7 @@ class HealthThread(threading.Thread):
                     continue
                 server = self.servers.get(w)
                 dead = server is not None and server.proc is not None and server.proc.poll() is not None
-                ready = not dead and eng.workers.probe(w, fresh_channel=not eng.is_healthy(w))
+                ready = not dead and eng.workers.ready(w, fresh_channel=not eng.is_healthy(w))
                 eng.set_healthy(w, ready)
                 if dead and now >= self.next_try[w]:
                     self.restarting.add(w)

@@ -31,6 +31,10 @@ class Metrics:
         self.variant_disabled = Gauge("argus_variant_disabled", "1 while a variant is out of a worker's routing after a timeout",
                                       ["worker", "variant"], registry=r)
         self.timeouts = Counter("argus_variant_timeouts_total", "Generations that exceeded request_timeout_s", ["worker", "variant"], registry=r)
+        self.cache_unavailable = Counter("argus_cache_unavailable_total",
+                                         "Requests decided without the cache: it did not answer the probe in its budget (served as k0)", registry=r)
+        self.cache_fallback = Counter("argus_cache_fallback_k0_total",
+                                      "Requests routed to K>0 that ran as k0: the entry was evicted or the cache went down meanwhile", registry=r)
         self.instance_changes = Counter("argus_instance_changes_total", "Instance-count overrides applied through Triton model control",
                                         ["model", "count"], registry=r)
 

@@ -1,7 +1,12 @@
-"""The engine's only way to Triton: the workers' gRPC clients and the calls a request makes.
+"""The engine's only way to Triton: the workers' gRPC clients and the two calls a request makes.
 
-The engine depends on this small surface (``embed``, ``lookup``, ``generate``, ``insert``,
-``probe``), so a test can put a fake in its place and replay a run on a virtual clock.
+    probe     t2i_probe on the cache endpoint: the prompt's embeddings and the cache's best
+              candidate per K                                                   -> Probe
+    generate  gen_<variant> on the chosen worker: those embeddings and the chosen entry's id;
+              the latent is fetched, and the step latents inserted, inside Triton -> (images, K used)
+
+The engine depends on this small surface (``probe``, ``generate``, ``ready``), so a test can put a
+fake in its place and replay a run on a virtual clock.
 """
 
 from __future__ import annotations
@@ -9,9 +14,13 @@ from __future__ import annotations
 import numpy as np
 import tritonclient.grpc as grpcclient
 
-from orchestrator.triton import cache as cache_client
-from orchestrator.triton.client import generate_with_levels
-from orchestrator.triton.repository import ensemble_name
+import dataclasses
+import logging
+
+from orchestrator.triton.client import infer_input
+from orchestrator.triton.repository import PROBE, ensemble_name, generation_name, variant_k
+
+log = logging.getLogger("argus.frontdoor")
 
 WORKER_CHANNEL_ARGS = [
     ("grpc.max_send_message_length", 2**31 - 1),
@@ -33,32 +42,72 @@ def is_deadline_exceeded(error: Exception) -> bool:
     return "DEADLINE_EXCEEDED" in str(getattr(error, "status", lambda: "")()) or "Deadline Exceeded" in str(error)
 
 
-class TritonWorkers:
-    """gRPC clients of the workers; the first worker also hosts the text encoder the cache is keyed
-    on and the shared cache."""
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """What t2i_probe answers for one prompt."""
 
-    def __init__(self, urls: list[str], timeout_s: float):
+    hidden: np.ndarray
+    """(1, tokens, dim) text encoder hidden states: the generation's conditioning, so the prompt is encoded once."""
+    pooled: np.ndarray
+    """(1, dim) pooled embedding as the text encoder gives it (conditioning)."""
+    embedding: np.ndarray
+    """(dim,) the same, unit norm: what the cache, the prompt classes and the predictor read."""
+    entry_ids: np.ndarray
+    """(cached levels,) the best cache entry per K, -1 where none."""
+    similarity: np.ndarray
+    """(cached levels,) their similarities."""
+    cache_ok: bool
+    """False when the cache did not answer within its budget (the request is then served as k0)."""
+    calls: int = 1
+    """Triton calls this probe took (2 when the cache endpoint failed and a worker answered)."""
+
+
+def _text(value: str) -> np.ndarray:
+    return np.array([[value.encode()]], dtype=np.object_)
+
+
+class TritonWorkers:
+    """gRPC clients of the workers and of the cache endpoint (``cache``: a tritonserver serving
+    t2i_probe and cache_retrieval; default the first worker, as on one machine)."""
+
+    def __init__(self, urls: list[str], timeout_s: float, cache: str | None = None):
         self.urls = list(urls)
         self.timeout_s = timeout_s
-        self.clients = {w: worker_client(w) for w in self.urls}
-        self.cache_worker = self.urls[0]
+        self.cache = cache or self.urls[0]
+        self.clients = {w: worker_client(w) for w in dict.fromkeys([*self.urls, self.cache])}
 
     def client(self, worker: str) -> grpcclient.InferenceServerClient:
         return self.clients[worker]
 
-    def embed(self, prompt: str) -> np.ndarray:
-        """The prompt's unit-norm pooled embedding (what the cache, classes and predictor read)."""
-        return cache_client.encode(self.clients[self.cache_worker], [prompt], timeout_s=self.timeout_s)[0]
+    def probe(self, prompt: str, tenant: str | None) -> Probe:
+        """One call for the decision. The cache endpoint first; if it does not answer, a worker's
+        own t2i_probe (which then reports the cache as unavailable): requests go on as k0."""
+        inputs = [infer_input("PROMPT", _text(prompt), "BYTES")] + ([infer_input("TENANT", _text(tenant), "BYTES")] if tenant else [])
+        error = None
+        for calls, url in enumerate(dict.fromkeys([self.cache, *self.urls]), start=1):
+            try:
+                res = self.clients[url].infer(PROBE, inputs, client_timeout=self.timeout_s)
+            except Exception as e:  # noqa: BLE001 - try the next endpoint
+                error = e
+                if url == self.cache:
+                    log.warning("cache endpoint %s did not answer the probe: %s", url, str(e)[:200])
+                continue
+            pooled = res.as_numpy("TEXT_EMBEDS")
+            return Probe(res.as_numpy("ENCODER_HIDDEN_STATES"), pooled, pooled[0] / max(float(np.linalg.norm(pooled[0])), 1e-12),
+                         res.as_numpy("ENTRY_IDS")[0], res.as_numpy("SIMILARITY")[0],
+                         bool(res.as_numpy("CACHE_OK")[0, 0]) and url == self.cache, calls)
+        raise error
 
-    def lookup(self, embedding: np.ndarray, tenant: str | None, k: int | None = None) -> cache_client.Retrieval:
-        return cache_client.lookup(self.clients[self.cache_worker], embedding[None], k=k, tenants=None if tenant is None else [tenant],
-                                   timeout_s=self.timeout_s)
-
-    def generate(self, worker: str, variant: str, prompt: str, seed: int, latents: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        return generate_with_levels(self.clients[worker], [prompt], [seed], variant, latents, timeout_s=self.timeout_s, levels=variant != "fast")
-
-    def insert(self, embedding: np.ndarray, levels: np.ndarray, tenant: str | None) -> None:
-        cache_client.insert(self.clients[self.cache_worker], embedding[None], levels, None if tenant is None else [tenant], timeout_s=self.timeout_s)
+    def generate(self, worker: str, variant: str, probe: Probe, seed: int, entry_id: int | None, tenant: str | None) -> tuple[np.ndarray, int]:
+        """(images, the K actually run: 0 when the chosen entry was gone or the cache down)."""
+        inputs = [infer_input("ENCODER_HIDDEN_STATES", probe.hidden, "FP32"), infer_input("TEXT_EMBEDS", probe.pooled, "FP32"),
+                  infer_input("SEED", np.array([[seed]], np.int64), "INT64")]
+        if variant_k(variant) > 0:
+            inputs.append(infer_input("CACHE_ENTRY", np.array([[entry_id]], np.int64), "INT64"))
+        if variant != "fast":
+            inputs.append(infer_input("TENANT", _text(tenant or ""), "BYTES"))
+        res = self.clients[worker].infer(generation_name(variant), inputs, client_timeout=self.timeout_s)
+        return res.as_numpy("IMAGE"), int(res.as_numpy("K_USED")[0, 0])
 
     def image_size_px(self, variant: str) -> tuple[int, int]:
         """(height, width) of the images a variant's ensemble returns, from its model metadata."""
@@ -71,7 +120,7 @@ class TritonWorkers:
             return int(shape[-3]), int(shape[-2])
         raise RuntimeError(f"no worker answers the metadata of {ensemble_name(variant)}")
 
-    def probe(self, worker: str, fresh_channel: bool) -> bool:
+    def ready(self, worker: str, fresh_channel: bool) -> bool:
         """Whether a worker answers ready. ``fresh_channel``: probe on a new channel (an old one may
         sit in gRPC's reconnect backoff long after the server is back), which then replaces it."""
         client = worker_client(worker) if fresh_channel else self.clients[worker]

@@ -354,9 +354,14 @@ ONNX_MODELS = ("text_encoder", "unet", "unet_fast", "vae_decoder")
 """The models that run an exported graph when runtime is onnxruntime (model.onnx next to model.py)."""
 
 
-def models_to_load(cfg: RepositoryConfig, variants: list[str] | None = None) -> list[str]:
-    """Ensembles load their steps, but BLS targets (the UNets) must be loaded explicitly."""
+CACHE_MODELS = ["cache_retrieval", "text_encoder", PROBE]
+"""What a cache endpoint of its own serves (the probe encodes the prompt next to the cache)."""
+
+
+def models_to_load(cfg: RepositoryConfig, variants: list[str] | None = None, with_cache: bool = True) -> list[str]:
+    """Ensembles load their steps, but BLS targets (the UNets, the text encoder and the cache, for
+    the probe) must be loaded explicitly. ``with_cache`` False: a worker whose cache is elsewhere."""
     variants = variants or cfg.variants
     unets = {"unet_fast" if v == "fast" else "unet" for v in variants}
-    return (["cache_retrieval", "text_encoder", PROBE] + sorted(unets) + [ensemble_name(v) for v in variants]
+    return ((CACHE_MODELS if with_cache else ["text_encoder", PROBE]) + sorted(unets) + [ensemble_name(v) for v in variants]
             + [generation_name(v) for v in variants])

@@ -43,6 +43,9 @@ class TritonConfig:
     """torch threads per model instance (ARGUS_TORCH_THREADS, read by the models)."""
     cache_dir: Path | None = None
     """Where cache_retrieval persists its latents (ARGUS_CACHE_DIR); None keeps the cache in memory."""
+    cache_url: str | None = None
+    """The cache endpoint this worker's models use (ARGUS_CACHE_URL, gRPC host:port); None: the
+    cache_retrieval model in this server."""
     extra_args: tuple[str, ...] = ()
 
     @property
@@ -161,6 +164,8 @@ class TritonServer:
         env = server_env(c.torch_threads)
         if c.cache_dir is not None:
             env["ARGUS_CACHE_DIR"] = str(Path(c.cache_dir).resolve())
+        if c.cache_url:
+            env["ARGUS_CACHE_URL"] = c.cache_url
         self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         if wait:
             self.wait_ready()

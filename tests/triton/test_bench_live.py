@@ -53,3 +53,7 @@ def test_live_replay_and_sim_see_the_same_requests(triton, tmp_path, monkeypatch
     for png in ("quality_over_time.png", "violations_over_time.png"):
         assert (tmp_path / png).stat().st_size > 5000
     assert result["live"]["clipper-ht"]["lost"] == 0
+    # Every k0 answer under load is the image the same request gives alone, and so scores exactly 1.
+    k0 = [r for r in records if r["variant"] == "k0"]
+    assert all(r["same_as_reference"] and r["relative_quality"] == 1.0 for r in k0)
+    assert result["live"]["nirvana"]["k0_differs_from_alone"] == 0 and result["live"]["nirvana"]["k0_answers"] == len(k0)

@@ -52,10 +52,10 @@ def test_near_duplicate_hits_with_right_k_unrelated_misses(client):
 
 def test_tenants_never_see_each_other(client):
     emb = vec(2)[None]
-    cache.insert(client, emb, random_levels(1, 2), ["alice"])
-    assert cache.lookup(client, emb, tenants=["alice"]).k[0] == 25
-    assert cache.lookup(client, emb, tenants=["bob"]).k[0] == 0
-    assert (cache.lookup(client, emb, tenants=["bob"]).entry_ids == -1).all()
+    cache.insert(client, emb, random_levels(1, 2), ["alice-isolation"])
+    assert cache.lookup(client, emb, tenants=["alice-isolation"]).k[0] == 25
+    assert cache.lookup(client, emb, tenants=["bob-isolation"]).k[0] == 0
+    assert (cache.lookup(client, emb, tenants=["bob-isolation"]).entry_ids == -1).all()
     assert cache.lookup(client, emb).k[0] == 0  # the shared partition does not see tenants either
 
 

@@ -207,7 +207,7 @@ def test_two_tritonservers_form_a_cluster(triton, profile_path):
     from orchestrator.triton.server import TritonServer
     from tests.conftest import triton_config
 
-    second = TritonServer(triton_config(("unet", "t2i_k0"))).start()
+    second = TritonServer(triton_config(("unet", "gen_k0"))).start()
     server, engine, client = start_frontdoor(triton, profile_path, "clipper-ha", extra_workers=[second.config.grpc_url])
     try:
         results = []

@@ -121,7 +121,7 @@ def test_openai_overload_is_a_429_with_retry_after_and_draining_a_503(triton):
         with pytest.raises(openai.RateLimitError) as err:
             client.images.generate(prompt=PROMPT)
         assert err.value.status_code == 429 and err.value.response.headers["retry-after"] == "1" and "queue full" in err.value.message
-        engine.record(holder, Decision(None, None, "test"), None, None)
+        engine.record(holder, Decision(None, None, "test"), None)
         assert png(client.images.generate(prompt=PROMPT).data[0].b64_json).shape == (32, 32, 3)  # the slot is free again
         engine.drain(0)
         with pytest.raises(openai.InternalServerError) as err:

@@ -21,8 +21,8 @@ def unet_executions(client, model: str = "unet") -> int:
 
 def test_every_model_is_ready(client):
     index = {m["name"]: m.get("state") for m in client.get_model_repository_index(as_json=True)["models"]}
-    expected = {"text_encoder", "unet", "unet_fast", "vae_decoder", "cache_retrieval"}
-    expected |= {ensemble_name(v) for v in REPO.variants} | {f"denoiser_{v}" for v in REPO.variants}
+    expected = {"text_encoder", "unet", "unet_fast", "vae_decoder", "cache_retrieval", "t2i_probe"}
+    expected |= {ensemble_name(v) for v in REPO.variants} | {f"denoiser_{v}" for v in REPO.variants} | {f"gen_{v}" for v in REPO.variants}
     assert {name for name, state in index.items() if state == "READY"} == expected
 
 

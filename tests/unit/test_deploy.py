@@ -11,7 +11,7 @@ from orchestrator.paths import PROJECT_ROOT
 
 import yaml
 
-from orchestrator.triton.repository import RepositoryConfig, models_to_load
+from orchestrator.triton.repository import CACHE_MODELS, RepositoryConfig, models_to_load
 
 KUBE = PROJECT_ROOT / "docker" / "kubernetes"
 
@@ -36,8 +36,23 @@ def test_triton_pods_run_the_repository_as_the_launcher_does():
     args = container["args"]
     assert "--model-control-mode=explicit" in args and "--disable-auto-complete-config" in args
     loaded = [a.split("=", 1)[1] for a in args if a.startswith("--load-model=")]
-    assert loaded == models_to_load(RepositoryConfig())
+    assert loaded == models_to_load(RepositoryConfig(), with_cache=False)
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_the_cache_is_its_own_pod_with_a_volume_and_everyone_points_at_it():
+    cache, triton, orch = docs("cache.yaml"), docs("triton.yaml"), docs("orchestrator.yaml")
+    sts = cache["StatefulSet"]
+    pod = sts["spec"]["template"]["spec"]["containers"][0]
+    assert sts["spec"]["replicas"] == 1  # one writer
+    assert [a.split("=", 1)[1] for a in pod["args"] if a.startswith("--load-model=")] == CACHE_MODELS
+    assert {"name": "ARGUS_CACHE_DIR", "value": "/cache"} in pod["env"] and pod["volumeMounts"][0]["mountPath"] == "/cache"
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == pod["volumeMounts"][0]["name"]
+    endpoint = f"{sts['metadata']['name']}-0.{sts['spec']['serviceName']}:8001"
+    worker_env = triton["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "ARGUS_CACHE_URL", "value": endpoint} in worker_env
+    args = orch["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--cache={endpoint}" in args
 
 
 def test_orchestrator_flags_exist_and_auth_comes_from_a_secret():

@@ -28,7 +28,7 @@ from orchestrator.serve.engine import Engine, Generated
 from orchestrator.sim.simulator import SimConfig, Simulator
 from orchestrator.sim.workload import on_off, request_stream, world_prompt_stream
 from orchestrator.sim.world import TableWorld
-from orchestrator.triton.cache import Retrieval
+from orchestrator.serve.workers import Probe
 
 
 class FakeTriton:
@@ -39,13 +39,10 @@ class FakeTriton:
         self.levels = sorted(profile.thresholds)
         self.view = None
 
-    def embed(self, prompt):
-        self.view = self.world.observe(prompt)
-        return self.view.embedding
-
-    def lookup(self, embedding, tenant, k=None):
-        sims = np.array([[self.view.similarity[f"k{lv}"] for lv in self.levels]], np.float32)
-        return Retrieval(np.zeros_like(sims, dtype=np.int64), sims, np.zeros((1, 4, 8, 8), np.float32), np.zeros(1, np.int32))
+    def probe(self, prompt, tenant):
+        view = self.world.observe(prompt)
+        sims = np.array([view.similarity[f"k{lv}"] for lv in self.levels], np.float32)
+        return Probe(np.zeros((1, 24, 64), np.float32), view.embedding[None], view.embedding, np.zeros(len(sims), np.int64), sims, True)
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +92,12 @@ def test_engine_and_simulator_decide_identically(profile_path, policy):
             assert d == ev.decision, f"{policy}: request {r.request_id} at {ev.time_s:.3f}s"
             decisions += 1
             if d.variant is None:
-                engine.record(adm, d, feats.embedding, None)
+                engine.record(adm, d, None)
             else:
-                booked[r.request_id] = (adm, d, feats.embedding)
+                booked[r.request_id] = (adm, d)
         elif ev.kind == "done":  # served: the engine learns the worker's slowdown from it, as the simulator does
-            adm, d, emb = booked.pop(ev.request_id)
-            engine.record(adm, d, emb, Generated(np.zeros((1, 32, 32, 3), np.uint8), None, d))
+            adm, d = booked.pop(ev.request_id)
+            engine.record(adm, d, Generated(np.zeros((1, 32, 32, 3), np.uint8), d))
         else:
             step = engine.control_tick()
             assert_same_inputs(step.inputs, ev.step.inputs)
