@@ -35,25 +35,29 @@ class CacheLink:
         self._inserts: queue.Queue | None = None
 
     # ------------------------------------------------------------------ one call, local or remote
-    def _call(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray] | None:
+    INSERT_BUDGET_S = 2.0
+    """Inserts run after the answer, so they may wait longer than a lookup (a busy cache must not drop them)."""
+
+    def _call(self, inputs: dict[str, np.ndarray], outputs: list[str], budget_s: float | None = None) -> dict[str, np.ndarray] | None:
         try:
-            return self._remote(inputs, outputs) if self.url else self._local(inputs, outputs)
+            budget_s = budget_s or self.budget_s
+            return self._remote(inputs, outputs, budget_s) if self.url else self._local(inputs, outputs, budget_s)
         except Exception as e:  # noqa: BLE001 - the cache is an optimisation: down or slow means no cache
             log.warning("cache %s unavailable: %s", self.url or "(local)", str(e)[:200])
             return None
 
-    def _local(self, inputs, outputs):
+    def _local(self, inputs, outputs, budget_s):
         import triton_python_backend_utils as pb_utils
 
         req = pb_utils.InferenceRequest(model_name=MODEL, requested_output_names=outputs,
                                         inputs=[pb_utils.Tensor(k, v) for k, v in inputs.items()],
-                                        timeout=int(self.budget_s * 1e6))
+                                        timeout=int(budget_s * 1e6))
         resp = req.exec()
         if resp.has_error():
             raise RuntimeError(resp.error().message())
         return {n: pb_utils.get_output_tensor_by_name(resp, n).as_numpy() for n in outputs}
 
-    def _remote(self, inputs, outputs):
+    def _remote(self, inputs, outputs, budget_s):
         import tritonclient.grpc as grpcclient
 
         if self._client is None:
@@ -64,7 +68,7 @@ class CacheLink:
             t = grpcclient.InferInput(name, list(arr.shape), dtypes[arr.dtype])
             t.set_data_from_numpy(arr)
             ins.append(t)
-        res = self._client.infer(MODEL, ins, outputs=[grpcclient.InferRequestedOutput(n) for n in outputs], client_timeout=self.budget_s)
+        res = self._client.infer(MODEL, ins, outputs=[grpcclient.InferRequestedOutput(n) for n in outputs], client_timeout=budget_s)
         return {n: res.as_numpy(n) for n in outputs}
 
     @staticmethod
@@ -99,4 +103,4 @@ class CacheLink:
     def _insert_loop(self) -> None:
         while True:
             pooled, levels, tenants = self._inserts.get()
-            self._call({"TEXT_EMBEDS": pooled, "TENANT": self._tenants(tenants), "LEVEL_LATENTS": levels}, ["ENTRY_IDS"])
+            self._call({"TEXT_EMBEDS": pooled, "TENANT": self._tenants(tenants), "LEVEL_LATENTS": levels}, ["ENTRY_IDS"], self.INSERT_BUDGET_S)
