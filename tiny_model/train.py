@@ -64,7 +64,7 @@ class TrainConfig:
     def long(cls, ckpt_dir: Path) -> TrainConfig:
         """The longer recipe in training (many CPU hours): more scenes, 10x the VAE's and the base UNet's
         steps, EMA. The VAE's steps matter first: at the shipped 800, its own round trip keeps only 5%
-        of hard scenes correct by ground truth (see ``vae_ceiling``), which bounds any UNet."""
+        of hard scenes correct by ground truth, which bounds any UNet."""
         return cls(num_scenes=100_000, vae_steps=8000, unet_steps=35_000, unet_lr=5e-4, ema_decay=0.9995, num_threads=1, ckpt_dir=ckpt_dir)
 
     @classmethod
@@ -141,7 +141,7 @@ def train_vae(cfg: TrainConfig, comps: Components, data: Dataset) -> list[float]
     """AutoencoderKL with reconstruction (L1 + MSE) and a small KL term; checkpointed like the UNets.
 
     The VAE bounds everything downstream: a shape its reconstruction blurs, no UNet can draw. Its
-    decoded round trip is the ceiling of the model's ground-truth accuracy (``vae_ceiling``)."""
+    encode-decode round trip of rendered scenes is the ceiling of the model's ground-truth accuracy."""
     vae = comps.vae.train()
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
     g = torch.Generator().manual_seed(cfg.seed + 1)

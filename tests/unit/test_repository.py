@@ -18,7 +18,8 @@ def test_other_k_sets_write_a_complete_repository(tmp_path):
     assert (tmp_path / "cache_retrieval" / "1" / "model.py").exists()  # hand-written models are copied
     assert "from triton_backend.denoiser import" in (tmp_path / "denoiser_k30" / "1" / "model.py").read_text()
     assert 'string_value: "30"' in (tmp_path / "denoiser_k30" / "config.pbtxt").read_text()
-    assert models_to_load(cfg) == ["cache_retrieval", "unet", "unet_fast", "t2i_k0", "t2i_k30", "t2i_fast"]
+    assert models_to_load(cfg) == ["cache_retrieval", "text_encoder", "t2i_probe", "unet", "unet_fast", "t2i_k0", "t2i_k30", "t2i_fast",
+                                   "gen_k0", "gen_k30", "gen_fast"]
 
 
 @pytest.mark.parametrize("levels", [(5, 10), (0, 50), (0, -1)])
