@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from triton_backend.validation import MAX_PROMPT_BYTES, InvalidText, decode_text
+from triton_backend.validation import MAX_PROMPT_BYTES, MAX_TENANT_BYTES, InvalidText, decode_text
 
 class BadRequest(ValueError):
     """A request the client must fix; answered with INVALID_ARGUMENT."""
@@ -65,6 +65,22 @@ def decode_prompts(raw: np.ndarray) -> list[str]:
         return [decode_text(item, "prompt", MAX_PROMPT_BYTES) for item in raw.reshape(-1)]
     except InvalidText as e:
         raise BadRequest(str(e)) from None
+
+
+def decode_tenants(request, name: str, n: int, empty_is_default: bool) -> list[str] | None:
+    """Per-item tenant ids of an optional BYTES input (None when absent): printable, bounded, one per
+    item of a batch of ``n``. ``empty_is_default``: an empty item is the default tenant "" (the
+    models' cache link mixes both in one batch), else it is rejected."""
+    raw = input_array(request, name, required=False)
+    if raw is None:
+        return None
+    try:
+        out = ["" if empty_is_default and not len(t) else decode_text(t, name, MAX_TENANT_BYTES, printable=True) for t in raw.reshape(-1)]
+    except InvalidText as e:
+        raise BadRequest(str(e)) from None
+    if len(out) != n:
+        raise BadRequest(f"{name} has {len(out)} items for a batch of {n}")
+    return out
 
 
 def run_batched(

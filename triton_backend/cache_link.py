@@ -20,19 +20,20 @@ MODEL = "cache_retrieval"
 log = logging.getLogger("argus.cache_link")
 
 
-def unit(embeddings: np.ndarray) -> np.ndarray:
-    """Unit-norm rows (the cache's key), as the front door normalises them."""
-    e = np.asarray(embeddings, np.float32)
-    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-
-
 class CacheLink:
+    """Pooled embeddings go to the cache as the text encoder gives them: the cache normalises its keys."""
+
     def __init__(self, url: str = "", budget_ms: float = 50.0):
         # ARGUS_CACHE_URL (set by the server launcher, or a pod's env) overrides the repository's default.
         self.url = os.environ.get("ARGUS_CACHE_URL", url)
         self.budget_s = budget_ms / 1000.0
         self._client = None
         self._inserts: queue.Queue | None = None
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> CacheLink:
+        """From a model's config parameters (CACHE_URL, CACHE_BUDGET_MS; written by the repository)."""
+        return cls(params.get("CACHE_URL", ""), float(params.get("CACHE_BUDGET_MS", "50")))
 
     # ------------------------------------------------------------------ one call, local or remote
     INSERT_BUDGET_S = 2.0
@@ -59,13 +60,13 @@ class CacheLink:
 
     def _remote(self, inputs, outputs, budget_s):
         import tritonclient.grpc as grpcclient
+        from tritonclient.utils import np_to_triton_dtype
 
         if self._client is None:
             self._client = grpcclient.InferenceServerClient(self.url)
-        dtypes = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64", np.dtype(np.int32): "INT32", np.dtype(object): "BYTES"}
         ins = []
         for name, arr in inputs.items():
-            t = grpcclient.InferInput(name, list(arr.shape), dtypes[arr.dtype])
+            t = grpcclient.InferInput(name, list(arr.shape), np_to_triton_dtype(arr.dtype))
             t.set_data_from_numpy(arr)
             ins.append(t)
         res = self._client.infer(MODEL, ins, outputs=[grpcclient.InferRequestedOutput(n) for n in outputs], client_timeout=budget_s)
@@ -78,13 +79,13 @@ class CacheLink:
     # ------------------------------------------------------------------ what the models ask
     def lookup(self, pooled: np.ndarray, tenants: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
         """(entry ids, similarities), each (N, cached levels): the best candidate per K."""
-        out = self._call({"TEXT_EMBEDS": unit(pooled), "TENANT": self._tenants(tenants)}, ["ENTRY_IDS", "SIMILARITY"])
+        out = self._call({"TEXT_EMBEDS": pooled, "TENANT": self._tenants(tenants)}, ["ENTRY_IDS", "SIMILARITY"])
         return None if out is None else (out["ENTRY_IDS"], out["SIMILARITY"])
 
     def fetch(self, entry_ids: np.ndarray, k: int, tenants: list[str], pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(latents (N, ...), found (N,) bool): each entry's latent at step K (not found: evicted)."""
         n = len(entry_ids)
-        out = self._call({"TEXT_EMBEDS": unit(pooled), "TENANT": self._tenants(tenants),
+        out = self._call({"TEXT_EMBEDS": pooled, "TENANT": self._tenants(tenants),
                           "STEP_SKIP_K": np.full((n, 1), k, np.int32), "ENTRY_ID": np.asarray(entry_ids, np.int64).reshape(-1, 1)},
                          ["LATENT", "K"])
         return None if out is None else (out["LATENT"], out["K"].reshape(-1) == k)
@@ -96,7 +97,7 @@ class CacheLink:
             self._inserts = queue.Queue(maxsize=256)
             threading.Thread(target=self._insert_loop, daemon=True, name="argus-cache-insert").start()
         try:
-            self._inserts.put_nowait((unit(pooled), np.ascontiguousarray(levels, np.float32), list(tenants)))
+            self._inserts.put_nowait((np.ascontiguousarray(pooled, np.float32), np.ascontiguousarray(levels, np.float32), list(tenants)))
         except queue.Full:
             log.warning("cache insert queue full; insert dropped")
 

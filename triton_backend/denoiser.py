@@ -22,9 +22,8 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from triton_backend.batching import BadRequest, input_array, run_batched, set_threads
+from triton_backend.batching import BadRequest, decode_tenants, input_array, run_batched, set_threads
 from triton_backend.cache_link import CacheLink
-from triton_backend.validation import MAX_TENANT_BYTES, InvalidText, decode_text
 from tiny_model.models import LATENT_CHANNELS, LATENT_SIZE, load_clip, load_tokenizer
 from tiny_model.pipeline import denoise, encode_prompts, initial_noise
 
@@ -41,7 +40,7 @@ class TritonPythonModel:
         self.k = int(params["STEP_SKIP_K"])
         self.levels = [int(x) for x in params.get("SAVE_LEVELS", "").split(",") if x]
         self.latent_shape = tuple(int(x) for x in params.get("LATENT_SHAPE", ",".join(map(str, LATENT_SHAPE))).split(","))
-        self.cache = CacheLink(params.get("CACHE_URL", ""), float(params.get("CACHE_BUDGET_MS", "50")))
+        self.cache = CacheLink.from_params(params)
         self.time_ids = np.array([float(x) for x in params["TIME_IDS"].split(",")], np.float32) if "TIME_IDS" in params else None
         # The unconditional (empty-prompt) embedding for classifier-free guidance, computed once.
         uncond = Path(args["model_repository"]) / args["model_version"] / "uncond.npz"
@@ -77,16 +76,8 @@ class TritonPythonModel:
 
     def _insert_tenants(self, request, n):
         """Per item, the tenant to insert its step latents under ("" default), or None: no insert."""
-        raw = input_array(request, "INSERT_TENANT", required=False)
-        if raw is None or not self.levels:
-            return [None] * n
-        try:
-            out = [decode_text(t, "INSERT_TENANT", MAX_TENANT_BYTES, printable=True) if len(t) else "" for t in raw.reshape(-1)]
-        except InvalidText as e:
-            raise BadRequest(str(e)) from None
-        if len(out) != n:
-            raise BadRequest(f"INSERT_TENANT has {len(out)} items for a batch of {n}")
-        return out
+        tenants = decode_tenants(request, "INSERT_TENANT", n, empty_is_default=True) if self.levels else None
+        return [None] * n if tenants is None else tenants
 
     def _fetch(self, entries, tenants, pooled):
         """The cached latents of ``entries`` at this model's K, or None when any is gone or the cache is down."""

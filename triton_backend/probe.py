@@ -11,29 +11,20 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from triton_backend.batching import BadRequest, decode_prompts, error_response, input_array
+from triton_backend.batching import BadRequest, decode_prompts, decode_tenants, error_response, input_array
 from triton_backend.cache_link import CacheLink
-from triton_backend.validation import MAX_TENANT_BYTES, InvalidText, decode_text
 
 
 class TritonPythonModel:
     def initialize(self, args):
         params = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
         self.levels = int(params["NUM_CACHED_LEVELS"])
-        self.cache = CacheLink(params.get("CACHE_URL", ""), float(params.get("CACHE_BUDGET_MS", "50")))
+        self.cache = CacheLink.from_params(params)
 
     def _parse(self, request):
         prompts = decode_prompts(input_array(request, "PROMPT"))
-        raw = input_array(request, "TENANT", required=False)
-        if raw is None:
-            return prompts, [""] * len(prompts)
-        try:
-            tenants = [decode_text(t, "TENANT", MAX_TENANT_BYTES, printable=True) for t in raw.reshape(-1)]
-        except InvalidText as e:
-            raise BadRequest(str(e)) from None
-        if len(tenants) != len(prompts):
-            raise BadRequest(f"TENANT has {len(tenants)} items for a batch of {len(prompts)}")
-        return prompts, tenants
+        tenants = decode_tenants(request, "TENANT", len(prompts), empty_is_default=False)
+        return prompts, [""] * len(prompts) if tenants is None else tenants
 
     def _encode(self, prompts):
         req = pb_utils.InferenceRequest(model_name="text_encoder", requested_output_names=["ENCODER_HIDDEN_STATES", "TEXT_EMBEDS"],

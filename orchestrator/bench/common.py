@@ -1,10 +1,12 @@
-"""Set-up shared by the benches: the request stream every policy replays, and the simulated rows."""
+"""Set-up shared by the benches: the request stream every policy replays, the simulated rows, and the
+tritonserver and front doors the live benches run against."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import time
+from pathlib import Path
 from typing import Callable
 
 from orchestrator.policy.base import PolicyContext
@@ -57,3 +59,24 @@ def simulate(profile: Profile, requests: list[Request], num_workers: int, polici
                         world=make_world() if make_world else None)
         rows[name] = {**summarize(sim.run(requests), duration_s), "sim_wall_s": time.perf_counter() - t}
     return rows
+
+
+def start_full_server(grpc_port: int, log_path: Path | None = None):
+    """A started tritonserver on the default repository (written first) with every model loaded;
+    HTTP on grpc_port - 1, metrics on grpc_port + 1."""
+    from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, write_repository
+    from orchestrator.triton.server import TritonConfig, TritonServer
+
+    repo = RepositoryConfig()
+    write_repository(repo, PROJECT_REPOSITORY)
+    return TritonServer(TritonConfig(grpc_port=grpc_port, http_port=grpc_port - 1, metrics_port=grpc_port + 1,
+                                     load_models=tuple(models_to_load(repo)), log_path=log_path)).start()
+
+
+def bench_frontdoor_config(worker: str, profile_path: Path, policy: str, port: int, **kw):
+    """A front door for one benchmark run: gRPC only, no auth, no metrics port, no quality scoring,
+    instance counts left alone (the run measures the policy, not the plan's reloads)."""
+    from orchestrator.serve.config import FrontDoorConfig
+
+    return FrontDoorConfig(workers=[worker], profile_path=profile_path, policy=policy, port=port, metrics_port=None, http_port=None,
+                           allow_unauthenticated=True, score_quality=False, max_instances=0, **kw)

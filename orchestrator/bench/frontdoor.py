@@ -44,12 +44,11 @@ def _phase(policy: str, prompts: list[str], cfg: FrontdoorBenchConfig, worker: s
     """A fresh front door under ``policy``; ``concurrency`` clients each send their share in turn."""
     import tritonclient.grpc as grpcclient
 
-    from orchestrator.serve.config import FrontDoorConfig
+    from orchestrator.bench.common import bench_frontdoor_config
     from orchestrator.serve.frontdoor import serve
     from orchestrator.triton.client import infer_input
 
-    fd = FrontDoorConfig(workers=[worker], profile_path=cfg.profile_path, policy=policy, port=cfg.frontdoor_port, metrics_port=None,
-                         http_port=None, allow_unauthenticated=True, score_quality=False, max_instances=0, default_slo_ms=60_000.0)
+    fd = bench_frontdoor_config(worker, cfg.profile_path, policy, cfg.frontdoor_port, default_slo_ms=60_000.0)
     server, engine = serve(fd)
     answers: list[Answer] = []
     lock = threading.Lock()
@@ -86,8 +85,7 @@ def run_frontdoor_bench(cfg: FrontdoorBenchConfig, log=print) -> dict:
     """The issue's JSON object: overhead p50/p99, the k25 generation p50 of the same run, calls per request by variant."""
     import random
 
-    from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, write_repository
-    from orchestrator.triton.server import TritonConfig, TritonServer
+    from orchestrator.bench.common import start_full_server
     from tiny_model.world import sample_scene
 
     rng = random.Random(cfg.seed)
@@ -95,11 +93,8 @@ def run_frontdoor_bench(cfg: FrontdoorBenchConfig, log=print) -> dict:
     server = None
     worker = cfg.worker
     if worker is None:
-        write_repository(RepositoryConfig(), PROJECT_REPOSITORY)
-        tcfg = TritonConfig(grpc_port=cfg.grpc_port, http_port=cfg.grpc_port - 1, metrics_port=cfg.grpc_port + 1,
-                            load_models=tuple(models_to_load(RepositoryConfig())), log_path=RUNS_DIR / "frontdoor_bench_tritonserver.log")
-        server = TritonServer(tcfg).start()
-        worker = tcfg.grpc_url
+        server = start_full_server(cfg.grpc_port, RUNS_DIR / "frontdoor_bench_tritonserver.log")
+        worker = server.config.grpc_url
     try:
         answers = (_phase("clipper-ha", prompts, cfg, worker, log)  # k0, and every answer's step latents are cached
                    + _phase("nirvana", prompts, cfg, worker, log)  # the same prompts: their own latents, k25

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.bench.common import Workload, build_workload, simulate
+from orchestrator.bench.common import Workload, bench_frontdoor_config, build_workload, simulate, start_full_server
 from orchestrator.paths import CPU_PROFILE, RUNS_DIR
 from orchestrator.policy.registry import policy_names
 from orchestrator.profile.schema import Profile
@@ -96,13 +96,11 @@ def replay(policy: str, requests: list[Request], worker: str, cfg: LiveBenchConf
     """Open-loop: each request leaves at its arrival time whatever the answers so far."""
     import tritonclient.grpc as grpcclient
 
-    from orchestrator.serve.config import FrontDoorConfig
     from orchestrator.serve.frontdoor import serve
     from orchestrator.triton.client import infer_input
 
-    fd = FrontDoorConfig(workers=[worker], profile_path=cfg.profile_path, policy=policy, port=cfg.frontdoor_port, metrics_port=None, http_port=None, allow_unauthenticated=True,
-                         max_queue=cfg.max_queue, score_quality=False, max_instances=0,
-                         default_slo_ms=requests[0].slo_ms if requests else 5000.0)
+    fd = bench_frontdoor_config(worker, cfg.profile_path, policy, cfg.frontdoor_port, max_queue=cfg.max_queue,
+                                default_slo_ms=requests[0].slo_ms if requests else 5000.0)
     server, engine = serve(fd)
     records = {r.request_id: LiveRecord(policy, r.request_id, r.arrival_s, r.arrival_s + r.slo_ms / 1000.0, r.prompt, r.seed) for r in requests}
     done = threading.Event()
@@ -275,9 +273,6 @@ def plot(records: list[LiveRecord], policies: list[str], duration_s: float, bin_
 def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, write_repository
-    from orchestrator.triton.server import TritonConfig, TritonServer
-
     t_start = time.perf_counter()
     log = console.print if console else print
     profile = Profile.load(cfg.profile_path)
@@ -289,11 +284,8 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
     server = None
     worker = cfg.worker
     if worker is None:
-        write_repository(RepositoryConfig(), PROJECT_REPOSITORY)
-        tcfg = TritonConfig(grpc_port=cfg.grpc_port, http_port=cfg.grpc_port - 1, metrics_port=cfg.grpc_port + 1,
-                            load_models=tuple(models_to_load(RepositoryConfig())), log_path=cfg.out_dir / "tritonserver.log")
-        server = TritonServer(tcfg).start()
-        worker = tcfg.grpc_url
+        server = start_full_server(cfg.grpc_port, cfg.out_dir / "tritonserver.log")
+        worker = server.config.grpc_url
         log(f"tritonserver ready at {worker} in {time.perf_counter() - t_start:.0f} s")
     images: dict = {}
     records: list[LiveRecord] = []

@@ -192,14 +192,10 @@ def run_sweep(cfg: SweepConfig, console=None) -> list[dict]:
     server = None
     worker = None
     if cfg.live:
+        from orchestrator.bench.common import start_full_server
         from orchestrator.bench.live import LiveBenchConfig
-        from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, write_repository
-        from orchestrator.triton.server import TritonConfig, TritonServer
 
-        port = LiveBenchConfig().grpc_port
-        write_repository(RepositoryConfig(), PROJECT_REPOSITORY)
-        server = TritonServer(TritonConfig(grpc_port=port, http_port=port - 1, metrics_port=port + 1,
-                                           load_models=tuple(models_to_load(RepositoryConfig())))).start()
+        server = start_full_server(LiveBenchConfig().grpc_port)
         worker = server.config.grpc_url
     try:
         for load in cfg.loads:

@@ -11,12 +11,13 @@ fake in its place and replay a run on a virtual clock.
 
 from __future__ import annotations
 
-import numpy as np
-import tritonclient.grpc as grpcclient
-
 import dataclasses
 import logging
 
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from orchestrator.triton.cache import unit_rows
 from orchestrator.triton.client import infer_input
 from orchestrator.triton.repository import PROBE, ensemble_name, generation_name, variant_k
 
@@ -93,7 +94,7 @@ class TritonWorkers:
                     log.warning("cache endpoint %s did not answer the probe: %s", url, str(e)[:200])
                 continue
             pooled = res.as_numpy("TEXT_EMBEDS")
-            return Probe(res.as_numpy("ENCODER_HIDDEN_STATES"), pooled, pooled[0] / max(float(np.linalg.norm(pooled[0])), 1e-12),
+            return Probe(res.as_numpy("ENCODER_HIDDEN_STATES"), pooled, unit_rows(pooled)[0],
                          res.as_numpy("ENTRY_IDS")[0], res.as_numpy("SIMILARITY")[0],
                          bool(res.as_numpy("CACHE_OK")[0, 0]) and url == self.cache, calls)
         raise error

@@ -51,8 +51,12 @@ def encode(client, prompts: list[str], timeout_s: float | None = None) -> np.nda
     for i in range(0, len(prompts), 8):
         part = np.array([p.encode() for p in prompts[i : i + 8]], dtype=np.object_).reshape(-1, 1)
         out.append(client.infer("text_encoder", [infer_input("PROMPT", part, "BYTES")], client_timeout=timeout_s).as_numpy("TEXT_EMBEDS"))
-    emb = np.concatenate(out)
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return unit_rows(np.concatenate(out))
+
+
+def unit_rows(embeddings: np.ndarray) -> np.ndarray:
+    """Unit-norm rows: the embedding the cache is keyed on and the prompt classes and predictor read."""
+    return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
 
 
 def warm(client, prompts: list[str], seed: int = 0, batch: int = 8, tenant: str | None = None, progress=None) -> int:

@@ -19,8 +19,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from triton_backend.cache_store import CacheConfig, CacheInputError, LatentCache
-from triton_backend.batching import BadRequest, error_response, input_array
-from triton_backend.validation import MAX_TENANT_BYTES, InvalidText, decode_text
+from triton_backend.batching import BadRequest, decode_tenants, error_response, input_array
 
 
 def _ints(text):
@@ -82,23 +81,11 @@ class TritonPythonModel:
         self.m_items.set(len(c.items))
         self.m_bytes.set(c.bytes)
 
-    def _tenants(self, request, n):
-        raw = input_array(request, "TENANT", required=False)
-        if raw is None:
-            return [""] * n
-        try:
-            # An empty item is the default tenant: a batch from the models' cache link mixes both.
-            out = [decode_text(item, "TENANT", MAX_TENANT_BYTES, printable=True) if len(item) else "" for item in raw.reshape(-1)]
-        except InvalidText as e:
-            raise BadRequest(str(e)) from None
-        if len(out) != n:
-            raise BadRequest(f"TENANT has {len(out)} items for a batch of {n}")
-        return out
-
     def _one(self, request):
         emb = input_array(request, "TEXT_EMBEDS")
         n = emb.shape[0]
-        tenants = self._tenants(request, n)
+        tenants = decode_tenants(request, "TENANT", n, empty_is_default=True)
+        tenants = [""] * n if tenants is None else tenants
         ks = input_array(request, "STEP_SKIP_K", required=False)
         inserts = input_array(request, "LEVEL_LATENTS", required=False)
         by_id = input_array(request, "ENTRY_ID", required=False)
