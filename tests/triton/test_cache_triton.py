@@ -61,7 +61,8 @@ def test_tenants_never_see_each_other(client):
 
 @pytest.mark.parametrize(
     "case,message",
-    [("wrong_dim", "unexpected shape"), ("nan", "NaN"), ("unknown_k", "not a cached level"), ("control_tenant", "control characters")],
+    [("wrong_dim", "unexpected shape"), ("nan", "NaN"), ("unknown_k", "not a cached level"), ("control_tenant", "control characters"),
+     ("entry_without_k", "ENTRY_ID needs STEP_SKIP_K"), ("entry_unknown_k", "not a cached level")],
 )
 def test_bad_inputs_get_invalid_argument(client, triton, case, message):
     def infer(inputs):
@@ -75,6 +76,9 @@ def test_bad_inputs_get_invalid_argument(client, triton, case, message):
             cache.lookup(client, np.full((1, 64), np.nan, np.float32))
         elif case == "unknown_k":
             cache.lookup(client, emb, k=7)
+        elif case.startswith("entry"):  # a generation's fetch by entry id needs a cached level
+            k = [infer_input("STEP_SKIP_K", np.array([[7]], np.int32), "INT32")] if case == "entry_unknown_k" else []
+            infer([infer_input("TEXT_EMBEDS", emb, "FP32"), infer_input("ENTRY_ID", np.array([[0]], np.int64), "INT64"), *k])
         else:
             cache.lookup(client, emb, tenants=["eve\x00\x07"])
     assert err.value.status() == "StatusCode.INVALID_ARGUMENT"
