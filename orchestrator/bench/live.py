@@ -47,6 +47,11 @@ class LiveBenchConfig:
     out_dir: Path = RUNS_DIR / "live"
     worker: str | None = None
     """gRPC url of a running tritonserver with the whole repository loaded; None starts one."""
+    reprofile: bool = True
+    """First re-measure the profile's latencies and front-door costs on this run's worker (quality
+    table kept), and use that profile for the load scaling, the front doors and the simulator: this
+    shared machine's speed drifts by tens of percent between days (k0 took 334 ms on 2026-11-24 and
+    430 ms a day later), and a simulator fed yesterday's speed mispredicts today's run."""
     grpc_port: int = 18701
     frontdoor_port: int = 18710
     max_queue: int = 512
@@ -89,6 +94,21 @@ class LiveRecord:
 def live_workload(cfg: LiveBenchConfig, profile: Profile, num_workers: int = 1) -> Workload:
     """The stream every policy and the simulator replay: the trace compressed to ``minutes``."""
     return build_workload(profile, cfg.trace, num_workers, cfg.peak_load, cfg.minutes * 60.0, cfg.prompts, cfg.slo_factor, cfg.seed)
+
+
+# ------------------------------------------------------------------------------------------- reprofile
+def reprofile(worker: str, cfg: LiveBenchConfig, log) -> Path:
+    """The profile's latencies and front-door costs re-measured on ``worker`` now (``argus profile
+    --latency-only``), written beside the run's results."""
+    from orchestrator.profile.measure import run_profile
+
+    out = cfg.out_dir / "profile.json"
+    t = time.perf_counter()
+    prof = run_profile(worker, out, 0, 0, 5, (1, 2, 4, 8), latency_only=True, quality_from=cfg.profile_path)
+    fd = prof.frontdoor
+    log(f"re-profiled in {time.perf_counter() - t:.0f} s: k0 {prof.variants['k0'].latency_ms[1]:.0f} ms, fast {prof.variants['fast'].latency_ms[1]:.0f} ms "
+        f"at batch 1; probe {fd.probe_ms:.1f} ms, front door {fd.overhead_ms:.1f} ms, mixed variants {fd.mixed_slowdown:.2f}x -> {out}")
+    return out
 
 
 # ------------------------------------------------------------------------------------------- replay
@@ -275,12 +295,7 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
 
     t_start = time.perf_counter()
     log = console.print if console else print
-    profile = Profile.load(cfg.profile_path)
-    wl = live_workload(cfg, profile)
-    trace, requests, slo_ms, capacity = wl.trace, wl.requests, wl.slo_ms, wl.capacity_rps
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"trace {trace.name}: {len(requests)} requests over {trace.duration_s:.0f} s, peak {cfg.peak_load}x the k0 capacity "
-        f"({capacity:.2f} req/s at SLO {slo_ms / 1000:.2f} s), {source_name(cfg.prompts)} prompts; policies {', '.join(cfg.policies)}")
     server = None
     worker = cfg.worker
     if worker is None:
@@ -291,6 +306,13 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
     records: list[LiveRecord] = []
     wall: dict[str, float] = {}
     try:
+        if cfg.reprofile:
+            cfg = dataclasses.replace(cfg, profile_path=reprofile(worker, cfg, log))
+        profile = Profile.load(cfg.profile_path)
+        wl = live_workload(cfg, profile)
+        trace, requests, slo_ms, capacity = wl.trace, wl.requests, wl.slo_ms, wl.capacity_rps
+        log(f"trace {trace.name}: {len(requests)} requests over {trace.duration_s:.0f} s, peak {cfg.peak_load}x the k0 capacity "
+            f"({capacity:.2f} req/s at SLO {slo_ms / 1000:.2f} s), {source_name(cfg.prompts)} prompts; policies {', '.join(cfg.policies)}")
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                       disable=console is None) as bar:
             for policy in cfg.policies:

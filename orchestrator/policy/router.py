@@ -52,12 +52,12 @@ class ClusterState:
     price: np.ndarray | None = None
     """(classes,) price of worker time (in units of one k0 image) for prompt-aware routing."""
 
-    slowdown_weight: float = 0.0
-    """Weight of each completion in a worker's slowdown (EWMA); 0 leaves estimates to the profile.
-    Off by default: live on one CPU worker (`argus demo`, 59 requests at 2x) learning it turned late
-    answers into shed ones (5 shed, 2 late against 0 shed, 5 late), because the prediction it corrects
-    (backlog + a batch of one) is not what a dynamically batched worker does; issue 13's capacity
-    model is the fix. Tests and experiments set it (0.2 is a useful value)."""
+    slowdown_weight: float = 0.1
+    """Weight of each completion in a worker's slowdown (EWMA of observed / predicted time to
+    completion); 0 leaves estimates to the profile. On by default: the profile is measured at one
+    time on a shared machine whose speed drifts (k0 took 334 ms one day and 430 ms the next), and
+    only observed completions tell the router how fast the worker is now. The prediction it corrects
+    includes the front door's per-request cost and the probe's worker time (``FrontDoorCost``)."""
 
     seen: np.ndarray | None = None
     """(classes,) recent arrivals per class (decayed at each replan): the class mix, and the
@@ -157,17 +157,20 @@ def family_of(variant: str) -> str:
 
 
 def service_s(profile: Profile, variant: str) -> float:
+    """Seconds from arrival to answer of one request alone: its batch of one plus the front door's
+    per-request cost (probe, decision, gRPC hops)."""
     lat = profile.variants[variant].latency_ms
-    return lat[min(lat)] / 1000.0
+    return lat[min(lat)] / 1000.0 + profile.frontdoor.per_request_s
 
 
 def booked_s(profile: Profile, variant: str, slo_ms: float) -> float:
     """Worker seconds one request adds to the backlog: its share of a batch of the largest size
-    that still fits the SLO (under load, requests queued for one variant run together)."""
+    that still fits the SLO (under load, requests queued for one variant run together), and its
+    probe (which runs on the same cores)."""
     lat = profile.variants[variant].latency_ms
     fits = [b for b, ms in lat.items() if ms <= slo_ms] or [min(lat)]
     b = max(fits)
-    return lat[b] / 1000.0 / b
+    return lat[b] / 1000.0 / b + profile.frontdoor.probe_ms / 1000.0
 
 
 def cheapest_s(profile: Profile, variants: list[str], family: str) -> float:

@@ -58,6 +58,26 @@ class VariantProfile:
 
 
 @dataclasses.dataclass
+class FrontDoorCost:
+    """What one request costs beyond its generation batch, measured through a real front door by
+    ``argus profile``. The router adds it to every estimate and the simulator charges it, so that
+    live and simulated runs count the same work. Zero in a profile written before it existed."""
+
+    probe_ms: float = 0.0
+    """The probe call (text encoder + cache lookup) for one prompt: worker time, on the same cores as the denoisers."""
+    overhead_ms: float = 0.0
+    """The rest of the front door's latency per request (decision, bookkeeping, both gRPC hops), beyond probe and generation."""
+    mixed_slowdown: float = 1.0
+    """Wall time of two variants' batches run at once on one worker over the sum of their times alone: above 1, a
+    worker loses throughput when variants share its cores (the simulator runs one batch at a time and scales a
+    batch that starts while another variant waits by it)."""
+
+    @property
+    def per_request_s(self) -> float:
+        return (self.probe_ms + self.overhead_ms) / 1000.0
+
+
+@dataclasses.dataclass
 class QualityTable:
     """Per training prompt: its pooled embedding, and per variant the relative quality q(v)/q(k0)
     and (for K variants) the similarity of the cached latent it started from."""
@@ -76,6 +96,7 @@ class Profile:
     """Cache similarity thresholds per K."""
     source: str = ""
     """Where the numbers come from (measured command, or cited figures)."""
+    frontdoor: FrontDoorCost = dataclasses.field(default_factory=FrontDoorCost)
 
     def available_variants(self, similarity: dict[str, float]) -> frozenset[str]:
         """Variants servable for a prompt: those needing no cache, and each K variant whose best
@@ -92,6 +113,7 @@ class Profile:
         q = self.quality
         return {
             "source": self.source,
+            "frontdoor": dataclasses.asdict(self.frontdoor),
             "thresholds": {str(k): v for k, v in self.thresholds.items()},
             "variants": {n: {**dataclasses.asdict(v), "latency_ms": {str(b): ms for b, ms in v.latency_ms.items()}} for n, v in self.variants.items()},
             "quality": {
@@ -122,7 +144,8 @@ class Profile:
         missing = [v for v in variants if v not in table.relative_quality and v != "k0"]
         if missing:
             raise ValueError(f"profile has no quality data for variants {missing}")
-        return cls(variants, table, {int(k): float(t) for k, t in data["thresholds"].items()}, data.get("source", ""))
+        return cls(variants, table, {int(k): float(t) for k, t in data["thresholds"].items()}, data.get("source", ""),
+                   FrontDoorCost(**data.get("frontdoor", {})))
 
     @classmethod
     def load(cls, path: Path) -> Profile:

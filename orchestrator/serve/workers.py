@@ -67,6 +67,19 @@ def _text(value: str) -> np.ndarray:
     return np.array([[value.encode()]], dtype=np.object_)
 
 
+def generation_inputs(variant: str, probe: Probe, seeds: list[int], entry_id: int | None, tenant: str | None) -> list:
+    """gen_<variant>'s inputs for one prompt's probe, one row per seed (``argus profile`` sends batches)."""
+    n = len(seeds)
+    inputs = [infer_input("ENCODER_HIDDEN_STATES", np.repeat(probe.hidden, n, axis=0), "FP32"),
+              infer_input("TEXT_EMBEDS", np.repeat(probe.pooled, n, axis=0), "FP32"),
+              infer_input("SEED", np.asarray(seeds, np.int64).reshape(n, 1), "INT64")]
+    if variant_k(variant) > 0:
+        inputs.append(infer_input("CACHE_ENTRY", np.full((n, 1), entry_id, np.int64), "INT64"))
+    if variant != "fast":
+        inputs.append(infer_input("TENANT", np.repeat(_text(tenant or ""), n, axis=0), "BYTES"))
+    return inputs
+
+
 class TritonWorkers:
     """gRPC clients of the workers and of the cache endpoint (``cache``: a tritonserver serving
     t2i_probe and cache_retrieval; default the first worker, as on one machine)."""
@@ -101,13 +114,8 @@ class TritonWorkers:
 
     def generate(self, worker: str, variant: str, probe: Probe, seed: int, entry_id: int | None, tenant: str | None) -> tuple[np.ndarray, int]:
         """(images, the K actually run: 0 when the chosen entry was gone or the cache down)."""
-        inputs = [infer_input("ENCODER_HIDDEN_STATES", probe.hidden, "FP32"), infer_input("TEXT_EMBEDS", probe.pooled, "FP32"),
-                  infer_input("SEED", np.array([[seed]], np.int64), "INT64")]
-        if variant_k(variant) > 0:
-            inputs.append(infer_input("CACHE_ENTRY", np.array([[entry_id]], np.int64), "INT64"))
-        if variant != "fast":
-            inputs.append(infer_input("TENANT", _text(tenant or ""), "BYTES"))
-        res = self.clients[worker].infer(generation_name(variant), inputs, client_timeout=self.timeout_s)
+        res = self.clients[worker].infer(generation_name(variant), generation_inputs(variant, probe, [seed], entry_id, tenant),
+                                         client_timeout=self.timeout_s)
         return res.as_numpy("IMAGE"), int(res.as_numpy("K_USED")[0, 0])
 
     def image_size_px(self, variant: str) -> tuple[int, int]:

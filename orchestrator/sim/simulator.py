@@ -1,6 +1,7 @@
 """A discrete-event simulator that drives the same policy objects and control loop as the live front door.
 
-Virtual clock, simulated workers whose batch latencies come from the profile, a control tick
+Virtual clock, simulated workers whose batch latencies come from the profile (with the front
+door's measured per-request cost and the mixed-variant slowdown, ``batch_duration_s``), a control tick
 every plan interval. Each request's prompt is seen through ``TableWorld`` (a row of the profile's
 quality table). Per request it calls what the front door calls: ``PolicyContext.features``, then
 ``Policy.decide``; per tick, ``ControlLoop.tick``. Only Triton is replaced by the latency model,
@@ -80,6 +81,14 @@ def table_metrics(requests: int, violated: int, served_variants: list[str], serv
         "throughput_rps": len(served_variants) / max(duration_s, 1e-9),
         "variant_mix": {v: served_variants.count(v) for v in sorted(set(served_variants))},
     }
+
+
+def batch_duration_s(profile: Profile, variant: str, n: int, mixed: bool) -> float:
+    """Worker seconds for a batch of ``n``: the profiled batch latency, scaled by the measured
+    mixed-variant slowdown when another variant waits on the same worker (live, Triton would run the
+    two at once on the same cores), plus each request's probe (it runs on those cores too)."""
+    fd = profile.frontdoor
+    return profile.variants[variant].batch_latency_ms(n) / 1000.0 * (fd.mixed_slowdown if mixed else 1.0) + n * fd.probe_ms / 1000.0
 
 
 def summarize(records: list[Record], duration_s: float) -> dict:
@@ -167,17 +176,18 @@ class Simulator:
                 batch.append(item)
         for item in batch:
             w.queue.remove(item)
-        duration = vp.batch_latency_ms(len(batch)) / 1000.0
+        duration = batch_duration_s(self.profile, variant, len(batch), mixed=any(item[1].variant != variant for item in w.queue))
         w.busy_until = now + duration
         self._push(w.busy_until, "done", (w, batch))
 
     def _done(self, now: float, payload) -> None:
         w, batch = payload
+        answered = now + self.profile.frontdoor.overhead_ms / 1000.0  # the front door's own hops, off the worker
         for rid, decision in batch:
             rec = self.records[rid]
-            rec.finish_s = now
+            rec.finish_s = answered
             rec.quality = self.truths[rid][decision.variant]
-            self.state.release(decision, observed_s=now - rec.arrival_s)
+            self.state.release(decision, observed_s=answered - rec.arrival_s)
             self.log.append(SimEvent(now, "done", rid, decision=decision))
         self._start(now, w)
 

@@ -92,6 +92,11 @@ class RepositoryConfig:
     def variants(self) -> list[str]:
         return [f"k{k}" for k in sorted(self.step_skip_levels)] + (["fast"] if self.with_fast else [])
 
+    @property
+    def cached_levels(self) -> list[int]:
+        """The K > 0 levels, in the order of the probe's per-level outputs (ENTRY_IDS, SIMILARITY)."""
+        return [k for k in sorted(self.step_skip_levels) if k > 0]
+
 
 def variant_k(variant: str) -> int:
     """The step-skip level of a variant name (the fast variant starts from noise: 0)."""
@@ -216,7 +221,7 @@ def level_latents(cfg: RepositoryConfig, fast: bool = False) -> list[str]:
 
 
 def cache_retrieval_config(cfg: RepositoryConfig) -> str:
-    cached = [k for k in sorted(cfg.step_skip_levels) if k > 0]
+    cached = cfg.cached_levels
     thresholds = dict(cfg.cache_thresholds)
     inputs = [
         _pooled(cfg),

@@ -15,7 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from orchestrator.serve.config import FrontDoorConfig
 from orchestrator.serve.frontdoor import serve
-from orchestrator.profile.measure import build_profile, measure_quality
+from orchestrator.profile.measure import LivePath, build_profile, measure_quality
 from orchestrator.triton.client import infer_input
 from orchestrator.triton.repository import RepositoryConfig
 from tests.conftest import free_port_block
@@ -27,9 +27,10 @@ pytestmark = pytest.mark.triton
 def profile_path(triton, tmp_path_factory):
     """A small but real profile: latencies measured through the test server, quality measured."""
     path = tmp_path_factory.mktemp("profile") / "profile.json"
-    client = grpcclient.InferenceServerClient(triton.config.grpc_url)
+    repo = RepositoryConfig()
     quality = measure_quality(num_prompts=16, pool_size=24)
-    build_profile(client, RepositoryConfig(), quality, fast_load_time_s=4.0, batches=(1, 2), repeats=1).save(path)
+    build_profile(LivePath.connect(triton.config.grpc_url, repo.cached_levels), repo, quality, fast_load_time_s=4.0,
+                  batches=(1, 2), repeats=1).save(path)
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -193,9 +194,11 @@ def test_observed_slowdown_corrects_the_estimates_and_can_make_a_variant_infeasi
     # argus: a deadline that the corrected estimate misses is not offered, though the profile's would meet it.
     a = make_policy("argus", ctx(prof))
     assert a.route(request(deadline=2.5), st, 0.0).variant != "k0"
-    off = state(families=("base",))  # the default: estimates stay the profile's
+    off = state(families=("base",))
+    off.slowdown_weight = 0.0  # off: estimates stay the profile's
     off.release(d, observed_s=3.0 * d.eta_s)
     assert off.worker("w0").slowdown == 1.0
+    assert state(families=("base",)).slowdown_weight > 0  # on by default
 
 
 def test_a_plan_moves_the_least_backlogged_workers():
@@ -231,3 +234,36 @@ def test_argus_noprompt_sees_each_variants_mean_not_the_prompt():
     st.price[:] = 0.5  # worker time is dear: argus treats the two prompts differently, the ablation cannot
     assert make_policy("argus", c).route(fragile, st, 0.0).variant != make_policy("argus", c).route(robust, st, 0.0).variant
     assert p.route(fragile, st, 0.0).variant == p.route(robust, st, 0.0).variant
+
+
+def test_front_door_cost_is_in_the_estimates_the_backlog_and_the_simulated_batches():
+    from orchestrator.policy.router import booked_s, estimate
+    from orchestrator.profile.schema import FrontDoorCost
+    from orchestrator.sim.simulator import batch_duration_s
+
+    prof = fake_profile()
+    st = state(families=("base",))
+    bare_eta, bare_booked = estimate(prof, st, "k0")[1], booked_s(prof, "k0", 5000.0)
+    prof.frontdoor = FrontDoorCost(probe_ms=20.0, overhead_ms=30.0, mixed_slowdown=1.5)
+    assert estimate(prof, st, "k0")[1] == pytest.approx(bare_eta + 0.05)  # probe + overhead on every answer
+    assert booked_s(prof, "k0", 5000.0) == pytest.approx(bare_booked + 0.02)  # only the probe is worker time
+    assert batch_duration_s(prof, "k0", 4, mixed=False) == pytest.approx(3.0 + 4 * 0.02)
+    assert batch_duration_s(prof, "k0", 4, mixed=True) == pytest.approx(4.5 + 4 * 0.02)
+    back = Profile.from_json(json.loads(json.dumps(prof.to_json())))
+    assert back.frontdoor == prof.frontdoor
+    old = prof.to_json()
+    del old["frontdoor"]  # a profile written before the front door's cost was measured
+    assert Profile.from_json(old).frontdoor == FrontDoorCost()
+
+
+def test_simulator_answers_later_by_the_front_door_overhead():
+    from orchestrator.profile.schema import FrontDoorCost
+    from orchestrator.sim.simulator import SimConfig, Simulator
+    from orchestrator.sim.workload import Request
+
+    prof = fake_profile()
+    reqs = [Request("r0", 0.0, "a prompt", 0, 5000.0)]
+    bare = Simulator(prof, make_policy("clipper-ha", ctx(prof)), SimConfig(1)).run(reqs)[0]
+    prof.frontdoor = FrontDoorCost(probe_ms=20.0, overhead_ms=30.0)
+    charged = Simulator(prof, make_policy("clipper-ha", ctx(prof)), SimConfig(1)).run(reqs)[0]
+    assert charged.finish_s == pytest.approx(bare.finish_s + 0.05)
