@@ -10,6 +10,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from orchestrator.paths import CPU_PAIRS
+
 app = typer.Typer(help="Quality-aware text-to-image serving on NVIDIA Triton.", no_args_is_help=True, add_completion=False)
 triton_app = typer.Typer(help="Run a detached tritonserver with the project's model repository.", no_args_is_help=True)
 repo_app = typer.Typer(help="Write the Triton model repository.", no_args_is_help=True)
@@ -136,11 +138,25 @@ def eval_embedded(
 
 
 @app.command("eval-predictor")
-def eval_predictor(profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"), splits: int = typer.Option(5)):
-    """Held-out error of the quality predictor vs predicting each variant's mean, and oracle-pick agreement."""
-    from orchestrator.bench.predictor import run_predictor_eval
+def eval_predictor(profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"),
+                   pairs: Path = typer.Option(CPU_PAIRS, help="Ground-truth triples (argus build-pairs)."),
+                   folds: int = typer.Option(4, help="Template-grouped folds."),
+                   as_json: bool = typer.Option(False, "--json", help="Print only the JSON object."),
+                   per_prompt: bool = typer.Option(False, help="The per-prompt predictor on the profile's quality table instead.")):
+    """Held-out quality prediction on templates never trained on: MAE vs the mean, Spearman, oracle picks, calibration."""
+    from orchestrator.bench.predictor import run_eval
 
-    run_predictor_eval(profile_path, splits, console)
+    with _input_errors():
+        result = run_eval(profile_path, None if per_prompt else pairs, folds, None if as_json else console)
+    _emit(result, as_json)
+
+
+@app.command("build-pairs")
+def build_pairs(out: Path = typer.Option(CPU_PAIRS), scenes_per_kind: int = typer.Option(30), seeds: int = typer.Option(4)):
+    """Generate the pair predictor's training data: (prompt, cached source, K) triples and fast pairs, scored by ground truth."""
+    from tiny_model.pair_data import PairDataConfig, write_pairs
+
+    console.print(f"wrote {write_pairs(PairDataConfig(scenes_per_kind=scenes_per_kind, seeds=seeds), out, log=console.print)}")
 
 
 @app.command()

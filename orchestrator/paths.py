@@ -14,6 +14,8 @@ STATE_DIR = PROJECT_ROOT / ".triton"
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 """Replay data beside the checkout: prompts, arrival traces, GPU measurements (see its README)."""
 CPU_PROFILE = PROFILES_DIR / "cpu_tiny.json"
+CPU_PAIRS = PROFILES_DIR / "cpu_tiny.pairs.npz"
+"""Ground-truth (prompt, cached source, K) triples of the embedded model (``argus build-pairs``)."""
 GPU_PROFILE = PROFILES_DIR / "gpu_sdxl_a100.json"
 
 

@@ -1,8 +1,25 @@
-"""``argus eval-predictor``: the quality predictor's held-out error against predicting each
-variant's mean, and how often its pick agrees with the oracle's."""
+"""``argus eval-predictor``: how well quality is predicted on prompts of templates never trained on.
+
+With ``--pairs`` (ground-truth triples, ``argus build-pairs``): the pair predictor, in folds that
+split the prompts by template (no template in both train and test), against two baselines on the
+same folds: each variant's training mean, and a predictor that sees only the new prompt and the
+similarity (ridge on [e_t, s, s^2] per variant, as ``predictor.QualityPredictor``).
+
+    mae_ratio_to_mean      held-out MAE / MAE of predicting the variant's training mean, averaged over variants
+    spearman               rank correlation of predicted and measured, per variant, averaged
+    oracle_pick_agreement  per held-out prompt and speed budget (every variant's batch-1 latency, k0
+                           excluded as under load), the option (fast, or a cached source at some K
+                           within the budget) with the highest predicted quality is one with the
+                           highest measured quality, within the noise of a seed-averaged measurement
+                           (seed_noise_std / sqrt(seeds)): options closer than that are not measured apart
+    calibration            deciles of predicted quality: mean predicted vs mean measured
+
+Without ``--pairs``: the per-prompt predictor on the profile's quality table (random splits), as before.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -25,3 +42,126 @@ def run_predictor_eval(profile_path: Path, splits: int = 5, console=None) -> dic
         console.print(f"{splits} random 75/25 splits of {out['prompts']} prompts: held-out MAE / MAE of the mean = {out['mae_ratio_to_mean']:.3f}; "
                       f"oracle-pick agreement {out['oracle_pick_agreement']:.1%}; mean quality regret {out['mean_quality_regret']:.3f}")
     return out
+
+
+@dataclasses.dataclass
+class HeldOut:
+    """Held-out predictions of one model, concatenated over folds, per variant ('k5'..., 'fast')."""
+
+    predicted: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    measured: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    mean_baseline: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    options: list[tuple[int, str, float, float]] = dataclasses.field(default_factory=list)
+    """(target prompt, variant, predicted, measured) per held-out option, for the oracle picks."""
+
+    def add(self, variant: str, target: np.ndarray, pred: np.ndarray, true: np.ndarray, train_mean: float) -> None:
+        self.predicted.setdefault(variant, []).extend(map(float, pred))
+        self.measured.setdefault(variant, []).extend(map(float, true))
+        self.mean_baseline.setdefault(variant, []).extend([train_mean] * len(true))
+        self.options += [(int(t), variant, float(p), float(m)) for t, p, m in zip(target, pred, true)]
+
+
+def _ridge_prompt_only(x: np.ndarray, y: np.ndarray, ridge: float = 3.0):
+    """The per-prompt baseline: ridge on [e_t, s, s^2] (intercept unpenalised), as QualityPredictor."""
+    xm, ym = x.mean(0), y.mean()
+    w = np.linalg.solve((x - xm).T @ (x - xm) + ridge * np.eye(x.shape[1]), (x - xm).T @ (y - ym))
+    return lambda z: np.clip((z - xm) @ w + ym, 0.0, 0.999)
+
+
+def held_out(pairs, folds: int = 4, seed: int = 0) -> dict[str, HeldOut]:
+    """Template-grouped folds: the pair predictor and the prompt-only baseline, predicted on every held-out row."""
+    from orchestrator.policy.pair_predictor import PairQualityPredictor
+
+    templates = np.array(pairs.templates)
+    tgt_groups = templates[pairs.target]
+    fast_groups = templates[pairs.fast_prompt]
+    names = sorted(set(tgt_groups))
+    fold_of = {t: i % folds for i, t in enumerate(np.random.default_rng(seed).permutation(names))}
+    out = {"pair": HeldOut(), "prompt_only": HeldOut()}
+    e, sim = pairs.embeddings, pairs.similarity
+    for f in range(folds):
+        test_t = np.array([fold_of[g] == f for g in tgt_groups])
+        test_f = np.array([fold_of[g] == f for g in fast_groups])
+        if not test_t.any():
+            continue
+        model = PairQualityPredictor.fit(pairs, np.flatnonzero(~test_t), np.flatnonzero(~test_f), seed=seed)
+        for k in sorted(set(pairs.k.tolist())):
+            tr, te = ~test_t & (pairs.k == k), test_t & (pairs.k == k)
+            y_tr, y_te = pairs.relative_quality[tr], pairs.relative_quality[te]
+            tgt = pairs.target[te]
+            out["pair"].add(f"k{k}", tgt, model.predict_step(e[tgt], e[pairs.source[te]], pairs.k[te]), y_te, float(y_tr.mean()))
+            feats = lambda rows: np.hstack([e[pairs.target[rows]], sim[rows, None], sim[rows, None] ** 2])  # noqa: E731
+            base = _ridge_prompt_only(feats(tr), y_tr)
+            out["prompt_only"].add(f"k{k}", tgt, np.where(sim[te] >= 0.9999, 1.0, base(feats(te))), y_te, float(y_tr.mean()))
+        yf_tr, yf_te = pairs.fast_quality[~test_f], pairs.fast_quality[test_f]
+        tgt = pairs.fast_prompt[test_f]
+        out["pair"].add("fast", tgt, np.array([model.predict_fast(e[t]) for t in tgt]), yf_te, float(yf_tr.mean()))
+        base = _ridge_prompt_only(e[pairs.fast_prompt[~test_f]], yf_tr)
+        out["prompt_only"].add("fast", tgt, base(e[tgt]), yf_te, float(yf_tr.mean()))
+    return out
+
+
+def oracle_agreement(h: HeldOut, speed_ms: dict[str, float], tolerance: float = 0.0) -> float:
+    """Share of (held-out prompt, speed budget) decisions where the predicted-best option is a measured-best
+    one, within ``tolerance`` (the measurement's own noise: options closer than it are not measured apart)."""
+    by_target: dict[int, list[tuple[str, float, float]]] = {}
+    for t, v, p, m in h.options:
+        by_target.setdefault(t, []).append((v, p, m))
+    agree = []
+    for opts in by_target.values():
+        for budget in sorted({speed_ms[v] for v, _, _ in opts}):
+            allowed = [o for o in opts if speed_ms[o[0]] <= budget]
+            if len(allowed) < 2:
+                continue
+            guess = max(allowed, key=lambda o: o[1])
+            agree.append(guess[2] >= max(o[2] for o in allowed) - tolerance - 1e-9)
+    return float(np.mean(agree)) if agree else float("nan")
+
+
+def summary(h: HeldOut, speed_ms: dict[str, float], tolerance: float = 0.0) -> dict:
+    """The issue's four keys for one model's held-out predictions."""
+    from scipy.stats import spearmanr
+
+    ratios, rhos = [], []
+    for v in h.predicted:
+        p, m, b = (np.array(h.predicted[v]), np.array(h.measured[v]), np.array(h.mean_baseline[v]))
+        ratios.append(np.abs(p - m).mean() / max(np.abs(b - m).mean(), 1e-9))
+        rhos.append(spearmanr(p, m).statistic if np.std(p) > 0 and np.std(m) > 0 else 0.0)
+    pred = np.concatenate([h.predicted[v] for v in h.predicted])
+    meas = np.concatenate([h.measured[v] for v in h.predicted])
+    edges = np.quantile(pred, np.linspace(0, 1, 11))
+    which = np.clip(np.searchsorted(edges, pred, side="right") - 1, 0, 9)
+    calibration = [{"decile": d + 1, "predicted": float(pred[which == d].mean()), "measured": float(meas[which == d].mean()),
+                    "n": int((which == d).sum())} for d in range(10) if (which == d).any()]
+    return {"mae_ratio_to_mean": float(np.mean(ratios)), "spearman": float(np.mean(rhos)),
+            "oracle_pick_agreement": oracle_agreement(h, speed_ms, tolerance), "calibration": calibration}
+
+
+def run_pair_eval(pairs_path: Path, profile_path: Path, folds: int = 4, console=None) -> dict:
+    """``argus eval-predictor --pairs``: the pair predictor's summary (the JSON object); the
+    prompt-only baseline's is printed beside it."""
+    from tiny_model.pair_data import PairTable
+
+    pairs = PairTable.load(pairs_path)
+    prof = Profile.load(profile_path)
+    speed = {v: vp.latency_ms[min(vp.latency_ms)] for v, vp in prof.variants.items()}
+    models = held_out(pairs, folds)
+    out = summary(models["pair"], speed, pairs.noise_of_mean)
+    if console:
+        base = summary(models["prompt_only"], speed, pairs.noise_of_mean)
+        console.print(f"{len(pairs.target)} triples and {len(pairs.fast_prompt)} fast pairs over {len(set(pairs.templates))} templates, "
+                      f"{folds} template-grouped folds; seed noise (K=0 quality std across seeds) {pairs.seed_noise_std:.3f}")
+        for name, s in (("pair predictor", out), ("prompt + similarity only", base)):
+            console.print(f"{name:>24}: MAE / MAE of the mean {s['mae_ratio_to_mean']:.3f}, Spearman {s['spearman']:.3f}, "
+                          f"oracle-pick agreement {s['oracle_pick_agreement']:.1%}")
+        console.print("calibration (pair predictor): " + ", ".join(f"{c['predicted']:.2f}->{c['measured']:.2f}" for c in out["calibration"]))
+    return out
+
+
+def run_eval(profile_path: Path, pairs_path: Path | None, folds: int, console=None) -> dict:
+    """``argus eval-predictor``: the pair predictor on ``pairs_path``, or (None) the per-prompt one on the profile."""
+    if pairs_path is None:
+        return run_predictor_eval(profile_path, folds, console)
+    if not Path(pairs_path).exists():
+        raise FileNotFoundError(f"{pairs_path} does not exist: run `argus build-pairs` first")
+    return run_pair_eval(Path(pairs_path), profile_path, folds, console)

@@ -1,0 +1,101 @@
+"""The pair predictor and its evaluation on synthetic triples whose quality depends on what differs
+between the prompt and its cached source (a background change costs at any K, a colour change only
+at large K), as the issue describes the embedded world."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.bench.predictor import held_out, oracle_agreement, summary
+from orchestrator.policy.pair_predictor import PairQualityPredictor, pair_features
+from tiny_model.pair_data import PairTable, template_of
+
+
+def synthetic_pairs(n_prompts=240, seed=0) -> PairTable:
+    """Prompts = (colour, background, template) one-hot codes plus noise; sources change the colour,
+    the background, or nothing. Quality: background change 0.6 at any K; colour change 1 - K/60."""
+    rng = np.random.default_rng(seed)
+    D = 24
+    prompts, templates, embs = [], [], []
+
+    def embed(c, b, t):
+        e = np.zeros(D)
+        e[c], e[8 + b], e[16 + t] = 1.0, 1.0, 0.5
+        e += 0.05 * rng.normal(size=D)
+        return e / np.linalg.norm(e)
+
+    rows = []
+    for i in range(n_prompts):
+        c, b, t = rng.integers(8), rng.integers(8), i % 8
+        ti = len(prompts)
+        prompts.append(f"p{i}")
+        templates.append(f"template {t}")
+        embs.append(embed(c, b, t))
+        for diff in ("none", "colour", "background"):
+            c2 = (c + 1 + rng.integers(7)) % 8 if diff == "colour" else c
+            b2 = (b + 1 + rng.integers(7)) % 8 if diff == "background" else b
+            si = len(prompts)
+            prompts.append(f"p{i} source {diff}")
+            templates.append(f"template {t}")
+            embs.append(embed(c2, b2, t))
+            for k in (5, 10, 15, 20, 25):
+                q = {"none": 1.0, "colour": 1.0 - k / 60, "background": 0.6}[diff]
+                rows.append((ti, si, k, diff, q + 0.02 * rng.normal()))
+    fast_prompts = np.array([i for i in range(len(prompts)) if " source " not in prompts[i]])
+    fast_q = np.array([0.9 if np.argmax(embs[i][:8]) < 4 else 0.5 for i in fast_prompts])
+    return PairTable(prompts, templates, np.array(embs, np.float32), np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
+                     np.array([r[2] for r in rows]), [r[3] for r in rows], np.array([r[4] for r in rows], np.float32), fast_prompts,
+                     fast_q.astype(np.float32), 0.04, 4)
+
+
+SPEED = {"k0": 500.0, "k5": 450.0, "k10": 400.0, "k15": 350.0, "k20": 300.0, "k25": 250.0, "fast": 100.0}
+
+
+def test_templates_name_structure_not_values():
+    assert template_of("a red circle on the left on a blue background") == template_of("a green square at the top on a gray background")
+    assert template_of("a red circle") != template_of("a red circle on a blue background")
+    assert template_of("two small red circles on a gray background") == template_of("three large blue squares on a white background")
+
+
+def test_pair_predictor_sees_what_differs_and_the_prompt_only_baseline_cannot():
+    pairs = synthetic_pairs()
+    models = held_out(pairs, folds=4)
+    pair, base = summary(models["pair"], SPEED, pairs.noise_of_mean), summary(models["prompt_only"], SPEED, pairs.noise_of_mean)
+    assert set(pair) == {"mae_ratio_to_mean", "spearman", "oracle_pick_agreement", "calibration"}
+    assert pair["mae_ratio_to_mean"] < 0.6 and pair["spearman"] > 0.6, pair
+    assert pair["mae_ratio_to_mean"] < base["mae_ratio_to_mean"] - 0.1
+    assert 0.0 <= pair["oracle_pick_agreement"] <= 1.0
+    assert oracle_agreement(models["pair"], SPEED, tolerance=1.0) == 1.0  # every pick is within a tolerance of 1
+    deciles = pair["calibration"]
+    assert 5 <= len(deciles) <= 10 and sum(d["n"] for d in deciles) == len(pairs.target) + len(pairs.fast_prompt)
+    assert abs(deciles[-1]["measured"] - deciles[-1]["predicted"]) < 0.1  # calibrated at the top
+
+
+def test_folds_never_share_a_template():
+    pairs = synthetic_pairs(n_prompts=64)
+    models = held_out(pairs, folds=4)
+    # every target is held out exactly once per K (each template belongs to one fold)
+    held = [t for t, v, _, _ in models["pair"].options if v == "k5"]
+    assert sorted(held) == sorted(pairs.target[pairs.k == 5].tolist())
+
+
+def test_exact_match_is_full_quality_and_candidates_predict_in_one_call():
+    pairs = synthetic_pairs(n_prompts=64)
+    model = PairQualityPredictor.fit(pairs)
+    e = pairs.embeddings[0]
+    assert model.predict_step(e, e[None], [25])[0] == 1.0
+    cands = pairs.embeddings[:32]
+    assert pair_features(e, cands, np.full(32, 10)).shape == (32, 4 * e.shape[0] + 2)
+    batch = model.predict_step(e, cands, np.full(32, 10))
+    one_by_one = [model.predict_step(e, c[None], [10])[0] for c in cands]
+    np.testing.assert_allclose(batch, one_by_one, rtol=1e-5)
+
+
+def test_pair_table_round_trips(tmp_path):
+    pairs = synthetic_pairs(n_prompts=8)
+    pairs.save(tmp_path / "p.npz")
+    back = PairTable.load(tmp_path / "p.npz")
+    assert back.prompts == pairs.prompts and back.difference == pairs.difference
+    np.testing.assert_allclose(back.relative_quality, pairs.relative_quality)
+    assert back.seed_noise_std == pytest.approx(pairs.seed_noise_std)
