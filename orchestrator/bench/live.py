@@ -78,6 +78,8 @@ class LiveRecord:
     error: str | None = None
     clip_score: float | None = None
     relative_quality: float | None = None
+    eta_ms: float | None = None
+    """The router's profile estimate of decision to answer (``Decision.eta_s``), beside the measured latency."""
     same_as_reference: bool | None = None
     """For a k0 answer: bit-identical to the same request generated alone (None for other variants)."""
 
@@ -138,6 +140,7 @@ def replay(policy: str, requests: list[Request], worker: str, cfg: LiveBenchConf
             rec.variant = params["variant"].string_param
             rec.k = int(params["k"].string_param)
             rec.worker = params["worker"].string_param
+            rec.eta_ms = float(params["eta_ms"].string_param) if "eta_ms" in params else None
             rec.predicted_quality = float(params["predicted_quality"].string_param)
             images[(policy, rid)] = result.as_numpy("IMAGE")
         with lock:

@@ -88,7 +88,8 @@ class Served:
         """The decision as every protocol returns it beside the image."""
         d = self.decision
         return {"variant": d.variant, "k": self.k, "worker": d.worker, "predicted_quality": round(float(d.predicted_quality), 4),
-                "reason": d.reason, "generation_ms": round(self.generation_ms, 3), "triton_calls": self.triton_calls}
+                "reason": d.reason, "generation_ms": round(self.generation_ms, 3), "triton_calls": self.triton_calls,
+                "eta_ms": round(1000.0 * d.eta_s, 3)}
 
 
 class Engine:

@@ -129,6 +129,8 @@ class Simulator:
                 self._arrival(now, payload)
             elif kind == "done":
                 self._done(now, payload)
+            elif kind == "answer":
+                self._answer(now, payload)
             elif kind == "tick":
                 self._tick(now)
             elif kind == "ready":
@@ -183,13 +185,18 @@ class Simulator:
     def _done(self, now: float, payload) -> None:
         w, batch = payload
         answered = now + self.profile.frontdoor.overhead_ms / 1000.0  # the front door's own hops, off the worker
-        for rid, decision in batch:
-            rec = self.records[rid]
-            rec.finish_s = answered
-            rec.quality = self.truths[rid][decision.variant]
-            self.state.release(decision, observed_s=answered - rec.arrival_s)
-            self.log.append(SimEvent(now, "done", rid, decision=decision))
+        for item in batch:
+            self._push(answered, "answer", item)
         self._start(now, w)
+
+    def _answer(self, now: float, item) -> None:
+        """The answer reaches the client: the booking is released and the router learns from it then, as live."""
+        rid, decision = item
+        rec = self.records[rid]
+        rec.finish_s = now
+        rec.quality = self.truths[rid][decision.variant]
+        self.state.release(decision, observed_s=now - rec.arrival_s)
+        self.log.append(SimEvent(now, "done", rid, decision=decision))
 
     def _tick(self, now: float) -> None:
         step = self.control.tick(self.state, now)
