@@ -152,7 +152,7 @@ def eval_predictor(profile_path: Path = typer.Option(Path("profiles/cpu_tiny.jso
 
 
 @app.command("build-pairs")
-def build_pairs(out: Path = typer.Option(CPU_PAIRS), scenes_per_kind: int = typer.Option(30), seeds: int = typer.Option(4)):
+def build_pairs(out: Path = typer.Option(CPU_PAIRS), scenes_per_kind: int = typer.Option(16), seeds: int = typer.Option(4)):
     """Generate the pair predictor's training data: (prompt, cached source, K) triples and fast pairs, scored by ground truth."""
     from tiny_model.pair_data import PairDataConfig, write_pairs
 

@@ -82,9 +82,23 @@ def _generate(pipe, prompts: list[str], seeds: list[int], batch: int, **kw):
                            for i in range(0, len(prompts), batch)])
 
 
+def level_latents(pipe, prompts: list[str], seeds: list[int], batch: int) -> dict:
+    """Each prompt generated at K=0 with its latent kept at every step-skip level: what the cache
+    would hold for it. Level -> (N, C, h, w) tensor."""
+    import torch
+
+    saved: dict[int, list] = {k: [] for k in LEVELS}
+    for i in range(0, len(prompts), batch):
+        keep: dict[int, torch.Tensor] = {}
+        pipe.generate(prompts[i : i + batch], seeds[i : i + batch],
+                      on_step=lambda step, lat: keep.__setitem__(step, lat.clone()) if step in LEVELS else None)
+        for k in LEVELS:
+            saved[k].append(keep[k])
+    return {k: torch.cat(v) for k, v in saved.items()}
+
+
 def run_gt_eval(cfg: GTEvalConfig, pipe=None, log=print) -> dict:
     """Generate and score; returns the docs/embedded_model.json object."""
-    import torch
 
     from tiny_model.models import FAST_UNET, load_components
     from tiny_model.pipeline import TinyPipeline
@@ -123,14 +137,7 @@ def run_gt_eval(cfg: GTEvalConfig, pipe=None, log=print) -> dict:
                 pairs.append((i, d, src.caption()))
     src_prompts = [c for _, _, c in pairs for _ in range(S)]
     src_seeds = [500_000 + 1000 * j + s for j in range(len(pairs)) for s in range(S)]
-    saved: dict[int, list] = {k: [] for k in LEVELS}
-    for i in range(0, len(src_prompts), cfg.batch):
-        keep: dict[int, torch.Tensor] = {}
-        pipe.generate(src_prompts[i : i + cfg.batch], src_seeds[i : i + cfg.batch],
-                      on_step=lambda step, lat: keep.__setitem__(step, lat.clone()) if step in LEVELS else None)
-        for k in LEVELS:
-            saved[k].append(keep[k])
-    latents = {k: torch.cat(v) for k, v in saved.items()}
+    latents = level_latents(pipe, src_prompts, src_seeds, cfg.batch)
     tgt_prompts = [prompts[i] for i, _, _ in pairs for _ in range(S)]
     tgt_seeds = [1000 * i + s for i, _, _ in pairs for s in range(S)]
     pair_q: dict[str, np.ndarray] = {}

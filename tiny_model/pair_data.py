@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tiny_model.gt_eval import DIFFERENCES, KINDS, LEVELS, _generate, attribute_accuracy, perturb
+from tiny_model.gt_eval import DIFFERENCES, KINDS, LEVELS, _generate, attribute_accuracy, level_latents, perturb
 from tiny_model.world import BACKGROUNDS, COLORS, NUMBER_WORDS, POSITION_PHRASE, SHAPES, SIZES, ground_truth_check, sample_scene
 
 _WORDS = {**{c: "{colour}" for c in (*COLORS, *BACKGROUNDS)}, **{s: "{shape}" for s in SHAPES}, **{s + "s": "{shapes}" for s in SHAPES},
@@ -39,7 +39,7 @@ def template_of(caption: str) -> str:
 
 @dataclasses.dataclass
 class PairDataConfig:
-    scenes_per_kind: int = 30
+    scenes_per_kind: int = 16
     seeds: int = 4
     two_attribute_sources: int = 2
     """Sources per scene that differ in two kinds of attribute at once (beside one per single kind)."""
@@ -146,18 +146,12 @@ def build_pairs(cfg: PairDataConfig, pipe=None, log=print) -> PairTable:
 
     src_rep = [c for _, _, c in pairs for _ in range(S)]
     src_seeds = [500_000 + 1000 * j + s for j in range(len(pairs)) for s in range(S)]
-    saved: dict[int, list] = {k: [] for k in LEVELS}
-    for i in range(0, len(src_rep), cfg.batch):
-        keep: dict[int, torch.Tensor] = {}
-        pipe.generate(src_rep[i : i + cfg.batch], src_seeds[i : i + cfg.batch],
-                      on_step=lambda step, lat: keep.__setitem__(step, lat.clone()) if step in LEVELS else None)
-        for k in LEVELS:
-            saved[k].append(keep[k])
+    latents = level_latents(pipe, src_rep, src_seeds, cfg.batch)
     tgt_rep = [prompts[i] for i, _, _ in pairs for _ in range(S)]
     tgt_seeds = [1000 * i + s for i, _, _ in pairs for s in range(S)]
     quality = {}
     for k in LEVELS:
-        img = _generate(pipe, tgt_rep, tgt_seeds, cfg.batch, k=k, start_latents=torch.cat(saved[k]))
+        img = _generate(pipe, tgt_rep, tgt_seeds, cfg.batch, k=k, start_latents=latents[k])
         quality[k] = accuracy(img, tgt_rep).reshape(len(pairs), S).mean(1)
         log(f"k{k}: {len(pairs)} sources x {S} seeds ({time.perf_counter() - t0:.0f} s)")
 

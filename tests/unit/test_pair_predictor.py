@@ -99,3 +99,19 @@ def test_pair_table_round_trips(tmp_path):
     assert back.prompts == pairs.prompts and back.difference == pairs.difference
     np.testing.assert_allclose(back.relative_quality, pairs.relative_quality)
     assert back.seed_noise_std == pytest.approx(pairs.seed_noise_std)
+
+
+def test_build_pairs_on_the_embedded_model():
+    """The builder on the shipped weights, smallest size: every source keeps its prompt's template
+    (so template-grouped folds never split a triple), each is resumed at every level, labels name what differs."""
+    from tiny_model.gt_eval import LEVELS
+    from tiny_model.pair_data import PairDataConfig, build_pairs
+
+    t = build_pairs(PairDataConfig(scenes_per_kind=1, seeds=1, two_attribute_sources=1, batch=64), log=lambda *_: None)
+    assert len(t.fast_prompt) == 4 and len(t.target) % len(LEVELS) == 0 and len(t.target) >= 4 * 3 * len(LEVELS)
+    for i, j, d in zip(t.target, t.source, t.difference):
+        assert t.templates[i] == t.templates[j]
+        assert (t.prompts[i] == t.prompts[j]) == (d == "none")
+    assert set(t.k.tolist()) == set(LEVELS)
+    assert np.isfinite(t.relative_quality).all() and (t.relative_quality >= 0).all()
+    np.testing.assert_allclose(np.linalg.norm(t.embeddings, axis=1), 1.0, rtol=1e-4)
