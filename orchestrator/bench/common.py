@@ -1,5 +1,5 @@
 """Set-up shared by the benches: the request stream every policy replays, the simulated rows, and the
-tritonserver and front doors the live benches run against."""
+tritonserver the live benches run against."""
 
 from __future__ import annotations
 
@@ -72,11 +72,3 @@ def start_full_server(grpc_port: int, log_path: Path | None = None):
     return TritonServer(TritonConfig(grpc_port=grpc_port, http_port=grpc_port - 1, metrics_port=grpc_port + 1,
                                      load_models=tuple(models_to_load(repo)), log_path=log_path)).start()
 
-
-def bench_frontdoor_config(worker: str, profile_path: Path, policy: str, port: int, **kw):
-    """A front door for one benchmark run: gRPC only, no auth, no metrics port, no quality scoring,
-    instance counts left alone (the run measures the policy, not the plan's reloads)."""
-    from orchestrator.serve.config import FrontDoorConfig
-
-    return FrontDoorConfig(workers=[worker], profile_path=profile_path, policy=policy, port=port, metrics_port=None, http_port=None,
-                           allow_unauthenticated=True, score_quality=False, max_instances=0, **kw)

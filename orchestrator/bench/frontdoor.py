@@ -44,11 +44,11 @@ def _phase(policy: str, prompts: list[str], cfg: FrontdoorBenchConfig, worker: s
     """A fresh front door under ``policy``; ``concurrency`` clients each send their share in turn."""
     import tritonclient.grpc as grpcclient
 
-    from orchestrator.bench.common import bench_frontdoor_config
+    from orchestrator.serve.config import FrontDoorConfig
     from orchestrator.serve.frontdoor import serve
     from orchestrator.triton.client import infer_input
 
-    fd = bench_frontdoor_config(worker, cfg.profile_path, policy, cfg.frontdoor_port, default_slo_ms=60_000.0)
+    fd = FrontDoorConfig.for_measurement(worker, cfg.profile_path, policy, cfg.frontdoor_port, default_slo_ms=60_000.0)
     server, engine = serve(fd)
     answers: list[Answer] = []
     lock = threading.Lock()

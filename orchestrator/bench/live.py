@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.bench.common import Workload, bench_frontdoor_config, build_workload, simulate, start_full_server
+from orchestrator.bench.common import Workload, build_workload, simulate, start_full_server
 from orchestrator.paths import CPU_PROFILE, RUNS_DIR
 from orchestrator.policy.registry import policy_names
 from orchestrator.profile.schema import Profile
@@ -118,11 +118,12 @@ def replay(policy: str, requests: list[Request], worker: str, cfg: LiveBenchConf
     """Open-loop: each request leaves at its arrival time whatever the answers so far."""
     import tritonclient.grpc as grpcclient
 
+    from orchestrator.serve.config import FrontDoorConfig
     from orchestrator.serve.frontdoor import serve
     from orchestrator.triton.client import infer_input
 
-    fd = bench_frontdoor_config(worker, cfg.profile_path, policy, cfg.frontdoor_port, max_queue=cfg.max_queue,
-                                default_slo_ms=requests[0].slo_ms if requests else 5000.0)
+    fd = FrontDoorConfig.for_measurement(worker, cfg.profile_path, policy, cfg.frontdoor_port, max_queue=cfg.max_queue,
+                                         default_slo_ms=requests[0].slo_ms if requests else 5000.0)
     server, engine = serve(fd)
     records = {r.request_id: LiveRecord(policy, r.request_id, r.arrival_s, r.arrival_s + r.slo_ms / 1000.0, r.prompt, r.seed) for r in requests}
     done = threading.Event()

@@ -124,11 +124,11 @@ def measure_frontdoor_overhead_ms(url: str, profile_path: Path, probe_ms: float,
     client's latency, less the probe, is the overhead (median)."""
     import tritonclient.grpc as grpcclient
 
-    from orchestrator.bench.common import bench_frontdoor_config
+    from orchestrator.serve.config import FrontDoorConfig
     from orchestrator.serve.frontdoor import serve
     from orchestrator.triton.client import infer_input
 
-    server, engine = serve(bench_frontdoor_config(url, profile_path, "clipper-ha", port, default_slo_ms=60_000.0))
+    server, engine = serve(FrontDoorConfig.for_measurement(url, profile_path, "clipper-ha", port, default_slo_ms=60_000.0))
     rest = []
     try:
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")

@@ -53,6 +53,14 @@ class FrontDoorConfig:
     """Denoiser instances for the variants carrying most of a worker's planned traffic (set through
     Triton's model-control API); 0 leaves instance counts alone."""
 
+    @classmethod
+    def for_measurement(cls, worker: str, profile_path: Path, policy: str, port: int, **kw) -> FrontDoorConfig:
+        """A front door that measures (the benches, ``argus profile``): one worker, gRPC only, no auth,
+        no metrics port, no quality scoring, instance counts left alone (the run measures the policy
+        and the path, not the plan's reloads)."""
+        return cls(workers=[worker], profile_path=profile_path, policy=policy, port=port, metrics_port=None, http_port=None,
+                   allow_unauthenticated=True, score_quality=False, max_instances=0, **kw)
+
     def __post_init__(self):
         if not 0.0 <= self.score_sample_rate <= 1.0:
             raise ValueError(f"score_sample_rate must be in [0, 1], got {self.score_sample_rate}")
