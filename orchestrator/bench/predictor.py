@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.policy.predictor import evaluate_predictor
-from orchestrator.profile.schema import Profile
+from orchestrator.policy.predictor import EXACT_MATCH, QualityPredictor, evaluate_predictor
+from orchestrator.profile.schema import Profile, QualityTable
 
 
 def run_predictor_eval(profile_path: Path, splits: int = 5, console=None) -> dict:
@@ -61,11 +61,13 @@ class HeldOut:
         self.options += [(int(t), variant, float(p), float(m)) for t, p, m in zip(target, pred, true)]
 
 
-def _ridge_prompt_only(x: np.ndarray, y: np.ndarray, ridge: float = 3.0):
-    """The per-prompt baseline: ridge on [e_t, s, s^2] (intercept unpenalised), as QualityPredictor."""
-    xm, ym = x.mean(0), y.mean()
-    w = np.linalg.solve((x - xm).T @ (x - xm) + ridge * np.eye(x.shape[1]), (x - xm).T @ (y - ym))
-    return lambda z: np.clip((z - xm) @ w + ym, 0.0, 0.999)
+def _prompt_only(variant: str, embeddings: np.ndarray, quality: np.ndarray, similarity: np.ndarray | None, test: np.ndarray) -> np.ndarray:
+    """The baseline that sees the new prompt and the similarity but not the source: the serving
+    ``QualityPredictor`` (ridge on [e_t, s, s^2]), fitted on the rows not in ``test``, predicted on those in it."""
+    table = QualityTable([str(i) for i in range(len(quality))], embeddings, {variant: quality},
+                         {} if similarity is None else {variant: similarity})
+    pred = QualityPredictor.fit(table, rows=np.flatnonzero(~test)).predict_table(table, np.flatnonzero(test))[variant]
+    return pred if similarity is None else np.where(similarity[test] >= EXACT_MATCH, 1.0, pred)
 
 
 def held_out(pairs, folds: int = 4, seed: int = 0) -> dict[str, HeldOut]:
@@ -90,14 +92,14 @@ def held_out(pairs, folds: int = 4, seed: int = 0) -> dict[str, HeldOut]:
             y_tr, y_te = pairs.relative_quality[tr], pairs.relative_quality[te]
             tgt = pairs.target[te]
             out["pair"].add(f"k{k}", tgt, model.predict_step(e[tgt], e[pairs.source[te]], pairs.k[te]), y_te, float(y_tr.mean()))
-            feats = lambda rows: np.hstack([e[pairs.target[rows]], sim[rows, None], sim[rows, None] ** 2])  # noqa: E731
-            base = _ridge_prompt_only(feats(tr), y_tr)
-            out["prompt_only"].add(f"k{k}", tgt, np.where(sim[te] >= 0.9999, 1.0, base(feats(te))), y_te, float(y_tr.mean()))
+            at_k = pairs.k == k
+            base = _prompt_only(f"k{k}", e[pairs.target[at_k]], pairs.relative_quality[at_k], sim[at_k], test_t[at_k])
+            out["prompt_only"].add(f"k{k}", tgt, base, y_te, float(y_tr.mean()))
         yf_tr, yf_te = pairs.fast_quality[~test_f], pairs.fast_quality[test_f]
         tgt = pairs.fast_prompt[test_f]
         out["pair"].add("fast", tgt, np.array([model.predict_fast(e[t]) for t in tgt]), yf_te, float(yf_tr.mean()))
-        base = _ridge_prompt_only(e[pairs.fast_prompt[~test_f]], yf_tr)
-        out["prompt_only"].add("fast", tgt, base(e[tgt]), yf_te, float(yf_tr.mean()))
+        base = _prompt_only("fast", e[pairs.fast_prompt], pairs.fast_quality, None, test_f)
+        out["prompt_only"].add("fast", tgt, base, yf_te, float(yf_tr.mean()))
     return out
 
 
