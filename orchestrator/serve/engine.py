@@ -100,6 +100,8 @@ class Engine:
         self.cfg = cfg
         self.clock = clock
         self.profile = Profile.load(cfg.profile_path)
+        self.cached_levels = sorted(self.profile.thresholds)
+        """The K > 0 levels in the order of the probe's per-level outputs (ENTRY_IDS, SIMILARITY)."""
         self.policy = policy or make_policy(cfg.policy, PolicyContext.build(self.profile, cfg.default_slo_ms))
         self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(self.profile)
         self.workers = workers or TritonWorkers(cfg.workers, cfg.request_timeout_s, cfg.cache)
@@ -140,7 +142,7 @@ class Engine:
         if not probe.cache_ok:
             self.metrics.cache_unavailable.inc()
         elif self.policy.uses_cache:
-            sims = {f"k{k}": float(s) for k, s in zip(sorted(self.profile.thresholds), probe.similarity)}
+            sims = {f"k{k}": float(s) for k, s in zip(self.cached_levels, probe.similarity)}
         with self.lock:  # a dead worker or a timed-out variant is not on offer
             servable = self.state.servable(self.policy.variants)
         return Featurized(self.policy.ctx.features(adm.request_id, adm.arrival_s, adm.slo_ms, probe.embedding, sims, servable), probe, sims)
@@ -151,7 +153,7 @@ class Engine:
 
     def generate(self, adm: Admitted, decision: Decision, probe: Probe) -> Generated:
         k = self.profile.variants[decision.variant].k
-        entry = int(probe.entry_ids[sorted(self.profile.thresholds).index(k)]) if k > 0 else None
+        entry = int(probe.entry_ids[self.cached_levels.index(k)]) if k > 0 else None
         t0 = time.perf_counter()
         try:
             images, k_used = self.workers.generate(decision.worker, decision.variant, probe, adm.seed, entry, adm.tenant)
