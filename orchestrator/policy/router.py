@@ -37,8 +37,16 @@ class WorkerState:
     """EWMA of observed / predicted time to completion of its requests: how much slower than the
     profile it really is (batches that do not fill, variants sharing its cores, the front door's own
     work). Estimates are scaled by it, so overload is detected from facts, not only from the profile."""
+    slowdown_dev: float = 0.0
+    """EWMA of |observed / predicted - slowdown|: how far single completions scatter around the
+    mean (Jacobson's RTT variance). Deadlines are checked against the mean plus a few of these, so
+    an admitted request meets its SLO in the tail, not only on average."""
     disabled: set[str] = dataclasses.field(default_factory=set)
     """Variants out of this worker's routing (one timed out here: a stuck or slow model)."""
+
+    def tail_slowdown(self, devs: float) -> float:
+        """The slowdown a deadline is checked against: the mean plus ``devs`` deviations."""
+        return self.slowdown + devs * self.slowdown_dev
 
     def serves(self, variant: str) -> bool:
         return self.healthy and self.family == family_of(variant) and variant not in self.disabled
@@ -58,6 +66,13 @@ class ClusterState:
     time on a shared machine whose speed drifts (k0 took 334 ms one day and 430 ms the next), and
     only observed completions tell the router how fast the worker is now. The prediction it corrects
     includes the front door's per-request cost and the probe's worker time (``FrontDoorCost``)."""
+
+    tail_devs: float = 2.0
+    """Deviations of the slowdown added when checking a deadline (``WorkerState.tail_slowdown``).
+    On a shared machine single completions scatter widely around the mean (batches that start just
+    before a request arrives, the front door's work on the same cores): with the mean alone, about
+    one admitted request in six missed its SLO under a 5x overload; the tail keeps that near the
+    SLO. 0 checks deadlines against the mean."""
 
     seen: np.ndarray | None = None
     """(classes,) recent arrivals per class (decayed at each replan): the class mix, and the
@@ -127,8 +142,9 @@ class ClusterState:
         w = self.worker(decision.worker)
         w.backlog_s = max(0.0, w.backlog_s - decision.booked_s)
         if observed_s is not None and decision.eta_s > 0 and self.slowdown_weight > 0:
-            ratio = min(max(observed_s / decision.eta_s, SLOWDOWN_RANGE[0]), SLOWDOWN_RANGE[1])
-            w.slowdown += self.slowdown_weight * (ratio - w.slowdown)
+            error = min(max(observed_s / decision.eta_s, SLOWDOWN_RANGE[0]), SLOWDOWN_RANGE[1]) - w.slowdown
+            w.slowdown += self.slowdown_weight * error
+            w.slowdown_dev += self.slowdown_weight * (abs(error) - w.slowdown_dev)
         return w.backlog_s
 
 
@@ -185,10 +201,10 @@ def best_worker(state: ClusterState, variant: str) -> WorkerState | None:
 
 
 def estimate(profile: Profile, state: ClusterState, variant: str) -> tuple[WorkerState | None, float]:
-    """(worker, seconds until this variant would finish on it): the profile's estimate times the
-    worker's observed slowdown."""
+    """(worker, seconds until this variant would finish on it in the tail): the profile's estimate
+    times the worker's observed slowdown plus its scatter (``ClusterState.tail_devs``)."""
     w = best_worker(state, variant)
-    return (w, float("inf")) if w is None else (w, w.slowdown * profile_eta_s(profile, w, variant))
+    return (w, float("inf")) if w is None else (w, w.tail_slowdown(state.tail_devs) * profile_eta_s(profile, w, variant))
 
 
 def profile_eta_s(profile: Profile, w: WorkerState, variant: str) -> float:
@@ -253,7 +269,7 @@ def route_planned(
         # Keep the queue short enough that the next request can still meet its SLO with the
         # worker's cheapest variant: a choice that would not is taken only if nothing else is feasible.
         safe = [f for f in feasible
-                if f[2].slowdown * (f[2].backlog_s + booked_s(profile, f[0], slo_ms)) + cheapest_s(profile, variants, f[2].family) <= slo_ms / 1000.0]
+                if f[2].tail_slowdown(state.tail_devs) * (f[2].backlog_s + booked_s(profile, f[0], slo_ms)) + cheapest_s(profile, variants, f[2].family) <= slo_ms / 1000.0]
         v, _, w, eta = max(safe or feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"

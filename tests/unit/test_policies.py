@@ -188,7 +188,9 @@ def test_observed_slowdown_corrects_the_estimates_and_can_make_a_variant_infeasi
         st.release(d, observed_s=3.0 * d.eta_s)
     w = st.worker("w0")
     assert w.slowdown == pytest.approx(3.0, rel=0.01)
-    assert estimate(prof, st, "k0")[1] == pytest.approx(3.0, rel=0.01)
+    assert w.slowdown_dev < 0.02, "steady completions: the scatter decays"
+    assert estimate(prof, st, "k0")[1] == pytest.approx(w.slowdown + st.tail_devs * w.slowdown_dev)
+    assert estimate(prof, st, "k0")[1] == pytest.approx(3.0, rel=0.02)
     st.release(dataclasses.replace(d), observed_s=1000 * d.eta_s)  # one outlier moves it by at most the clipped step
     assert w.slowdown <= 3.0 + st.slowdown_weight * (SLOWDOWN_RANGE[1] - 3.0) + 1e-9
     # argus: a deadline that the corrected estimate misses is not offered, though the profile's would meet it.
@@ -198,6 +200,28 @@ def test_observed_slowdown_corrects_the_estimates_and_can_make_a_variant_infeasi
     off.slowdown_weight = 0.0  # off: estimates stay the profile's
     off.release(d, observed_s=3.0 * d.eta_s)
     assert off.worker("w0").slowdown == 1.0
+
+
+def test_scattered_completions_widen_the_deadline_check():
+    """Same mean slowdown, scattered single completions: the tail estimate is larger, so a deadline
+    the mean would just meet is no longer offered; tail_devs=0 checks the mean alone."""
+    from orchestrator.policy.router import estimate
+
+    prof = fake_profile()
+    p = make_policy("clipper-ha", ctx(prof))
+    st = state(families=("base",))
+    st.slowdown_weight = 0.2
+    for i in range(40):  # completions alternate 0.5x and 1.5x the prediction: mean 1, scatter 0.5
+        d = p.route(request(), st, 0.0)
+        st.apply(request(), d, p.variants)
+        st.release(d, observed_s=(0.5 if i % 2 else 1.5) * d.eta_s)
+    w = st.worker("w0")
+    assert w.slowdown == pytest.approx(1.0, abs=0.1)
+    assert w.slowdown_dev == pytest.approx(0.5, abs=0.1)
+    tail = estimate(prof, st, "k0")[1]
+    assert tail == pytest.approx(w.slowdown + st.tail_devs * w.slowdown_dev, rel=1e-6) and tail > 1.5
+    st.tail_devs = 0.0
+    assert estimate(prof, st, "k0")[1] == pytest.approx(w.slowdown)
     assert state(families=("base",)).slowdown_weight > 0  # on by default
 
 
