@@ -357,6 +357,7 @@ def bench_live(
     out_dir: Path = typer.Option(Path("runs/live"), help="Results: records.jsonl, summary.json, plots."),
     worker: Optional[str] = typer.Option(None, help="A running tritonserver's gRPC url; default starts one."),
     reprofile: bool = typer.Option(True, help="Re-measure the profile's latencies on the run's worker first (the machine's speed drifts)."),
+    speed_bracket: bool = typer.Option(True, help="Time the worker's speed before and after each policy's replay (front door and simulator follow it)."),
 ):
     """Replay a trace through the real stack once per policy; table, plots, and the simulator side by side."""
     from orchestrator.bench.live import LiveBenchConfig, run_live_bench
@@ -369,7 +370,8 @@ def bench_live(
     trace_src, prompt_src = _sources(trace, time_column, time_unit, time_field, prompts, prompt_column)
     with _input_errors():
         run_live_bench(LiveBenchConfig(trace=trace_src, policies=policies, minutes=minutes, peak_load=peak_load, prompts=prompt_src,
-                                       profile_path=profile_path, out_dir=out_dir, worker=worker, reprofile=reprofile), console)
+                                       profile_path=profile_path, out_dir=out_dir, worker=worker, reprofile=reprofile,
+                                       speed_bracket=speed_bracket), console)
 
 
 @app.command("export-embedded")

@@ -4,6 +4,7 @@ per policy, then the same request stream through the simulator with the CPU prof
 Phases, each a small function with a typed hand-off:
 
     workload   trace -> scaled to peak x the k0 capacity -> Request stream (the simulator's too)
+    bracket    per policy: the worker's speed now against the profile's, before and after its replay
     replay     per policy: a fresh front door, open-loop sends at the arrival times -> LiveRecord
     reference  the k0 image of every (prompt, seed), generated alone after the replays
     score      CLIP score of every returned image / its k0 reference's -> relative quality
@@ -52,6 +53,12 @@ class LiveBenchConfig:
     table kept), and use that profile for the load scaling, the front doors and the simulator: this
     shared machine's speed drifts by tens of percent between days (k0 took 334 ms on 2026-11-24 and
     430 ms a day later), and a simulator fed yesterday's speed mispredicts today's run."""
+    speed_bracket: bool = True
+    """Time a few batch-of-one generations (``measure_speed``, seconds) before and after each
+    policy's replay: that policy's front door serves from the profile scaled to the speed before,
+    and its simulation runs on the mean of before and after. Within one run the machine's speed
+    moved by more than the whole live/simulated gap (isolated k0 answers took 401-460 ms against
+    378 ms profiled minutes before), so without it the simulator predicts another machine."""
     grpc_port: int = 18701
     frontdoor_port: int = 18710
     max_queue: int = 512
@@ -111,6 +118,29 @@ def reprofile(worker: str, cfg: LiveBenchConfig, log) -> Path:
     log(f"re-profiled in {time.perf_counter() - t:.0f} s: k0 {prof.variants['k0'].latency_ms[1]:.0f} ms, fast {prof.variants['fast'].latency_ms[1]:.0f} ms "
         f"at batch 1; probe {fd.probe_ms:.1f} ms, front door {fd.overhead_ms:.1f} ms, mixed variants {fd.mixed_slowdown:.2f}x -> {out}")
     return out
+
+
+# ------------------------------------------------------------------------------------------- bracket
+@dataclasses.dataclass
+class SpeedBracket:
+    """The worker's speed around one policy's replay, as multiples of the run's profile latencies."""
+
+    before: float = 1.0
+    after: float = 1.0
+
+    @property
+    def during(self) -> float:
+        """The simulator's estimate of the speed during the replay: the mean of both ends."""
+        return 0.5 * (self.before + self.after)
+
+
+def speed_check(worker: str):
+    """A callable returning the worker's slowdown against a profile now (``measure_speed``)."""
+    from orchestrator.profile.measure import LivePath, measure_speed
+    from orchestrator.triton.repository import RepositoryConfig
+
+    path = LivePath.connect(worker, RepositoryConfig().cached_levels)
+    return lambda profile: measure_speed(path, profile)
 
 
 # ------------------------------------------------------------------------------------------- replay
@@ -309,6 +339,7 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
     images: dict = {}
     records: list[LiveRecord] = []
     wall: dict[str, float] = {}
+    speed: dict[str, SpeedBracket] = {}
     try:
         if cfg.reprofile:
             cfg = dataclasses.replace(cfg, profile_path=reprofile(worker, cfg, log))
@@ -317,12 +348,20 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
         trace, requests, slo_ms, capacity = wl.trace, wl.requests, wl.slo_ms, wl.capacity_rps
         log(f"trace {trace.name}: {len(requests)} requests over {trace.duration_s:.0f} s, peak {cfg.peak_load}x the k0 capacity "
             f"({capacity:.2f} req/s at SLO {slo_ms / 1000:.2f} s), {source_name(cfg.prompts)} prompts; policies {', '.join(cfg.policies)}")
+        check = speed_check(worker) if cfg.speed_bracket else None
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                       disable=console is None) as bar:
             for policy in cfg.policies:
                 task = bar.add_task(f"{policy:>10}", total=len(requests))
                 t = time.perf_counter()
-                records += replay(policy, requests, worker, cfg, images, progress=lambda task=task: bar.advance(task))
+                pcfg = cfg
+                if check is not None:
+                    speed[policy] = SpeedBracket(before=check(profile))
+                    pcfg = dataclasses.replace(cfg, profile_path=cfg.out_dir / f"profile_{policy}.json")
+                    profile.scaled(speed[policy].before, f" (speed check before the {policy} replay)").save(pcfg.profile_path)
+                records += replay(policy, requests, worker, pcfg, images, progress=lambda task=task: bar.advance(task))
+                if check is not None:
+                    speed[policy].after = check(profile)
                 wall[policy] = time.perf_counter() - t
         t = time.perf_counter()
         refs = reference_images(requests, worker)
@@ -332,7 +371,9 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
             server.stop()
     score(records, images, refs, requests)
     rows = {p: {**summarize_live([r for r in records if r.policy == p], trace.duration_s), "replay_wall_s": wall[p]} for p in cfg.policies}
-    sim_rows = simulate(profile, requests, 1, cfg.policies, trace.duration_s, slo_ms, wl.make_world)
+    sim_unbracketed = simulate(profile, requests, 1, cfg.policies, trace.duration_s, slo_ms, wl.make_world)
+    sim_rows = {p: simulate(profile.scaled(speed[p].during), requests, 1, (p,), trace.duration_s, slo_ms, wl.make_world)[p]
+                for p in cfg.policies} if speed else sim_unbracketed
     comparison = compare(rows, sim_rows)
     with (cfg.out_dir / "records.jsonl").open("w") as f:
         for r in records:
@@ -340,6 +381,7 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
     plots = plot(records, list(cfg.policies), trace.duration_s, cfg.bin_s, cfg.out_dir)
     result = {"trace": trace.name, "prompts": source_name(cfg.prompts), "requests": len(requests), "duration_s": trace.duration_s, "slo_ms": slo_ms,
               "k0_capacity_rps": capacity, "peak_load": cfg.peak_load, "profile": str(cfg.profile_path), "live": rows, "sim": sim_rows,
+              "sim_at_profile_speed": sim_unbracketed, "speed": {p: {**dataclasses.asdict(b), "during": b.during} for p, b in speed.items()},
               "live_vs_sim": comparison, "plots": [p.name for p in plots], "wall_s": time.perf_counter() - t_start}
     (cfg.out_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     if console:
@@ -360,6 +402,9 @@ def print_tables(result: dict, console) -> None:
                       f"{r['goodput_rps']:.3f}", f"{s['goodput_rps']:.3f}", f"{r['throughput_rps']:.3f}",
                       f"{r['p99_latency_ms']:.0f}" if r["p99_latency_ms"] is not None else "-")
     console.print(table)
+    if result.get("speed"):
+        console.print("speed vs the profile, before -> after each replay (the simulation runs at the mean): "
+                      + ", ".join(f"{p} {s['before']:.2f}->{s['after']:.2f}" for p, s in result["speed"].items()))
     for key, c in result["live_vs_sim"].items():
         console.print(f"{key}: live {' > '.join(c['live_ranking'])} | sim {' > '.join(c['sim_ranking'])} | "
                       f"{'same ranking' if c['same_ranking'] else ('same best' if c['same_best'] else 'rankings differ')}")

@@ -84,6 +84,24 @@ def measure_latency(path: LivePath, variants: list[str], batches=(1, 2, 4, 8), r
     return out
 
 
+SPEED_VARIANTS = ("k0", "k25", "fast")
+"""What a speed check times: the slowest, a cached and the fast variant (each a different mix of UNet and decoder work)."""
+
+
+def measure_speed(path: LivePath, profile: Profile, variants=SPEED_VARIANTS, repeats: int = 3) -> float:
+    """How many times slower the worker is now than when ``profile`` was measured: the median over
+    ``variants`` of (median batch-of-one ms now / the profile's). A few seconds, so a replay can be
+    bracketed by one before and one after (``argus bench live``)."""
+    ratios = []
+    for v in variants:
+        if v not in profile.variants:
+            continue
+        path.generate(v, 1)  # warm-up
+        now_ms = 1000 * float(np.median([path.timed_s(v, 1) for _ in range(repeats)]))
+        ratios.append(now_ms / profile.variants[v].latency_ms[1])
+    return float(np.median(ratios)) if ratios else 1.0
+
+
 def measure_probe_ms(path: LivePath, repeats: int = 10) -> float:
     """Median ms of the probe call for one prompt."""
     times = []

@@ -105,6 +105,15 @@ class Profile:
             v for v, vp in self.variants.items() if not vp.needs_cache or similarity.get(v, -1.0) >= self.thresholds[vp.k]
         )
 
+    def scaled(self, factor: float, note: str = "") -> Profile:
+        """The same profile on a machine ``factor`` times slower (every latency and the front door's
+        per-request cost scaled; quality, thresholds and load times kept): this shared machine's
+        speed drifts by tens of percent within an hour, and a speed check of a few seconds
+        (``measure.measure_speed``) tells by how much since the full profile was measured."""
+        variants = {n: dataclasses.replace(v, latency_ms={b: ms * factor for b, ms in v.latency_ms.items()}) for n, v in self.variants.items()}
+        fd = dataclasses.replace(self.frontdoor, probe_ms=self.frontdoor.probe_ms * factor, overhead_ms=self.frontdoor.overhead_ms * factor)
+        return dataclasses.replace(self, variants=variants, frontdoor=fd, source=f"{self.source}; latencies x{factor:.3f}{note}")
+
     @property
     def fastest_variant(self) -> str:
         return min(self.variants, key=lambda v: self.variants[v].latency_ms[min(self.variants[v].latency_ms)])

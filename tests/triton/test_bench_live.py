@@ -57,3 +57,14 @@ def test_live_replay_and_sim_see_the_same_requests(triton, tmp_path, monkeypatch
     k0 = [r for r in records if r["variant"] == "k0"]
     assert all(r["same_as_reference"] and r["relative_quality"] == 1.0 for r in k0)
     assert result["live"]["nirvana"]["k0_differs_from_alone"] == 0 and result["live"]["nirvana"]["k0_answers"] == len(k0)
+    # Each policy's replay is bracketed by speed checks; its front door served from the profile
+    # scaled to the speed before it, and its simulation ran at the mean of both ends.
+    from orchestrator.profile.schema import Profile
+
+    base = Profile.load(tmp_path / "profile.json")
+    for p in ("clipper-ht", "nirvana"):
+        s = result["speed"][p]
+        assert 0.2 < s["before"] < 5 and 0.2 < s["after"] < 5 and s["during"] == pytest.approx((s["before"] + s["after"]) / 2)
+        served_from = Profile.load(tmp_path / f"profile_{p}.json")
+        assert served_from.variants["k0"].latency_ms[1] == pytest.approx(base.variants["k0"].latency_ms[1] * s["before"], rel=1e-4)
+    assert set(result["sim_at_profile_speed"]) == {"clipper-ht", "nirvana"}

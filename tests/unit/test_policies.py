@@ -291,3 +291,17 @@ def test_simulator_answers_later_by_the_front_door_overhead():
     prof.frontdoor = FrontDoorCost(probe_ms=20.0, overhead_ms=30.0)
     charged = Simulator(prof, make_policy("clipper-ha", ctx(prof)), SimConfig(1)).run(reqs)[0]
     assert charged.finish_s == pytest.approx(bare.finish_s + 0.05)
+
+
+def test_a_scaled_profile_is_the_same_deployment_on_a_slower_machine(tmp_path):
+    prof = fake_profile()
+    prof.frontdoor = dataclasses.replace(prof.frontdoor, probe_ms=5.0, overhead_ms=2.0)
+    slow = prof.scaled(1.25)
+    for v, vp in prof.variants.items():
+        assert slow.variants[v].latency_ms == {b: pytest.approx(1.25 * ms) for b, ms in vp.latency_ms.items()}
+        assert slow.variants[v].load_time_s == vp.load_time_s
+    assert (slow.frontdoor.probe_ms, slow.frontdoor.overhead_ms) == (pytest.approx(6.25), pytest.approx(2.5))
+    assert slow.frontdoor.mixed_slowdown == prof.frontdoor.mixed_slowdown and slow.thresholds == prof.thresholds
+    assert prof.variants["k0"].latency_ms[1] == fake_profile().variants["k0"].latency_ms[1], "the original is unchanged"
+    slow.save(tmp_path / "p.json")
+    assert "x1.250" in type(prof).load(tmp_path / "p.json").source
