@@ -31,16 +31,21 @@ class Workload:
 
 def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int, peak_load: float, duration_s: float | None,
                    prompts: str | PromptSource,
-                   slo_factor: float = 2.0, seed: int = 0) -> Workload:
+                   slo_factor: float = 2.0, seed: int = 0, cold_cache: bool = False) -> Workload:
     """Trace scaled so its peak is ``peak_load`` x the cluster's k0 capacity, SLO = ``slo_factor`` x
-    the k0 batch-of-one latency, prompts in order; seeded, so live and simulated runs replay the same stream."""
+    the k0 batch-of-one latency, prompts in order; seeded, so live and simulated runs replay the same stream.
+
+    The simulated cache: for world prompts, the profile's table (each prompt finds the neighbour it
+    found among the profile's pool of earlier generations: a warm cache, the steady state); with
+    ``cold_cache``, or for a real prompt set, the stream's own earlier prompts through the deployed
+    text encoder (an empty cache that fills as the stream goes, as a live replay's does)."""
     k0 = profile.variants["k0"]
     slo_ms = slo_factor * k0.latency_ms[1]
     capacity = num_workers * k0.throughput(slo_ms)
     scaled = scale_to_peak(load_trace(trace, seed=seed), peak_load * capacity, duration_s, window_s=max(1.0, 2 * k0.latency_ms[1] / 1000.0))
     stream = load_prompts(prompts, len(scaled.arrivals_s), seed=seed)
     requests = request_stream(scaled, stream, slo_ms, seed=seed)
-    if source_name(prompts) == "world":
+    if source_name(prompts) == "world" and not cold_cache:
         make_world = functools.partial(TableWorld, profile)
     else:
         embeddings = embed_prompts([r.prompt for r in requests])
@@ -49,13 +54,14 @@ def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int,
 
 
 def simulate(profile: Profile, requests: list[Request], num_workers: int, policies: tuple[str, ...], duration_s: float,
-             slo_ms: float, make_world: Callable[[], TableWorld] | None = None) -> dict[str, dict]:
+             slo_ms: float, make_world: Callable[[], TableWorld] | None = None, colocated: tuple[str, ...] = ()) -> dict[str, dict]:
     """Each policy on the same requests in the simulator: its table row plus its wall time."""
     ctx = PolicyContext.build(profile, slo_ms)
     rows = {}
     for name in policies:
         t = time.perf_counter()
-        sim = Simulator(profile, make_policy(name, ctx), SimConfig(num_workers, max_batch=max(profile.variants["k0"].latency_ms)),
+        sim = Simulator(profile, make_policy(name, ctx), SimConfig(num_workers, max_batch=max(profile.variants["k0"].latency_ms),
+                                                                      colocated_families=colocated),
                         world=make_world() if make_world else None)
         rows[name] = {**summarize(sim.run(requests), duration_s), "sim_wall_s": time.perf_counter() - t}
     return rows

@@ -53,6 +53,10 @@ class LiveBenchConfig:
     table kept), and use that profile for the load scaling, the front doors and the simulator: this
     shared machine's speed drifts by tens of percent between days (k0 took 334 ms on 2026-11-24 and
     430 ms a day later), and a simulator fed yesterday's speed mispredicts today's run."""
+    colocated_families: tuple[str, ...] = ("base", "fast")
+    """The run's tritonserver loads the whole repository, so its worker holds both model families
+    (``WorkerState.colocated``): the front doors and the simulator both know it. () models a worker
+    that holds one family at a time (a switch loads the other)."""
     speed_bracket: bool = True
     """Time a few batch-of-one generations (``measure_speed``, seconds) before and after each
     policy's replay: that policy's front door serves from the profile scaled to the speed before,
@@ -101,8 +105,10 @@ class LiveRecord:
 
 # ------------------------------------------------------------------------------------------- workload
 def live_workload(cfg: LiveBenchConfig, profile: Profile, num_workers: int = 1) -> Workload:
-    """The stream every policy and the simulator replay: the trace compressed to ``minutes``."""
-    return build_workload(profile, cfg.trace, num_workers, cfg.peak_load, cfg.minutes * 60.0, cfg.prompts, cfg.slo_factor, cfg.seed)
+    """The stream every policy and the simulator replay: the trace compressed to ``minutes``. Each
+    policy's replay starts from an empty cache (its own tenant), so its simulation does too."""
+    return build_workload(profile, cfg.trace, num_workers, cfg.peak_load, cfg.minutes * 60.0, cfg.prompts, cfg.slo_factor, cfg.seed,
+                          cold_cache=True)
 
 
 # ------------------------------------------------------------------------------------------- reprofile
@@ -153,6 +159,7 @@ def replay(policy: str, requests: list[Request], worker: str, cfg: LiveBenchConf
     from orchestrator.triton.client import infer_input
 
     fd = FrontDoorConfig.for_measurement(worker, cfg.profile_path, policy, cfg.frontdoor_port, max_queue=cfg.max_queue,
+                                         colocated_families=cfg.colocated_families,
                                          default_slo_ms=requests[0].slo_ms if requests else 5000.0)
     server, engine = serve(fd)
     records = {r.request_id: LiveRecord(policy, r.request_id, r.arrival_s, r.arrival_s + r.slo_ms / 1000.0, r.prompt, r.seed) for r in requests}
@@ -371,8 +378,9 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
             server.stop()
     score(records, images, refs, requests)
     rows = {p: {**summarize_live([r for r in records if r.policy == p], trace.duration_s), "replay_wall_s": wall[p]} for p in cfg.policies}
-    sim_unbracketed = simulate(profile, requests, 1, cfg.policies, trace.duration_s, slo_ms, wl.make_world)
-    sim_rows = {p: simulate(profile.scaled(speed[p].during), requests, 1, (p,), trace.duration_s, slo_ms, wl.make_world)[p]
+    sim_unbracketed = simulate(profile, requests, 1, cfg.policies, trace.duration_s, slo_ms, wl.make_world, cfg.colocated_families)
+    sim_rows = {p: simulate(profile.scaled(speed[p].during), requests, 1, (p,), trace.duration_s, slo_ms, wl.make_world,
+                            cfg.colocated_families)[p]
                 for p in cfg.policies} if speed else sim_unbracketed
     comparison = compare(rows, sim_rows)
     with (cfg.out_dir / "records.jsonl").open("w") as f:

@@ -43,13 +43,20 @@ class WorkerState:
     an admitted request meets its SLO in the tail, not only on average."""
     disabled: set[str] = dataclasses.field(default_factory=set)
     """Variants out of this worker's routing (one timed out here: a stuck or slow model)."""
+    colocated: frozenset[str] = frozenset()
+    """Model families whose weights this worker holds besides ``family``'s (a CPU worker serving the
+    whole repository; a GPU with memory for both models): it serves their variants too, from the
+    same queue, and switching to one loads nothing. Empty: one family at a time (a switch loads)."""
+
+    def hosts(self, family: str) -> bool:
+        return family == self.family or family in self.colocated
 
     def tail_slowdown(self, devs: float) -> float:
         """The slowdown a deadline is checked against: the mean plus ``devs`` deviations."""
         return self.slowdown + devs * self.slowdown_dev
 
     def serves(self, variant: str) -> bool:
-        return self.healthy and self.family == family_of(variant) and variant not in self.disabled
+        return self.healthy and self.hosts(family_of(variant)) and variant not in self.disabled
 
 
 @dataclasses.dataclass
@@ -189,9 +196,9 @@ def booked_s(profile: Profile, variant: str, slo_ms: float) -> float:
     return lat[b] / 1000.0 / b + profile.frontdoor.probe_ms / 1000.0
 
 
-def cheapest_s(profile: Profile, variants: list[str], family: str) -> float:
-    """Batch-of-one latency of the fastest variant a worker of this family serves."""
-    return min((service_s(profile, v) for v in variants if family_of(v) == family and v in profile.variants), default=0.0)
+def cheapest_s(profile: Profile, variants: list[str], w: WorkerState) -> float:
+    """Batch-of-one latency of the fastest variant this worker serves (its family's, or a co-located one's)."""
+    return min((service_s(profile, v) for v in variants if w.hosts(family_of(v)) and v in profile.variants), default=0.0)
 
 
 def best_worker(state: ClusterState, variant: str) -> WorkerState | None:
@@ -269,7 +276,7 @@ def route_planned(
         # Keep the queue short enough that the next request can still meet its SLO with the
         # worker's cheapest variant: a choice that would not is taken only if nothing else is feasible.
         safe = [f for f in feasible
-                if f[2].tail_slowdown(state.tail_devs) * (f[2].backlog_s + booked_s(profile, f[0], slo_ms)) + cheapest_s(profile, variants, f[2].family) <= slo_ms / 1000.0]
+                if f[2].tail_slowdown(state.tail_devs) * (f[2].backlog_s + booked_s(profile, f[0], slo_ms)) + cheapest_s(profile, variants, f[2]) <= slo_ms / 1000.0]
         v, _, w, eta = max(safe or feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"

@@ -21,6 +21,10 @@ class FrontDoorConfig:
     metrics_port: int | None = 18502
     http_port: int | None = 18501
     """KServe v2 HTTP/REST and the OpenAI Images API (``/v1/images/generations``); None: gRPC only."""
+    colocated_families: tuple[str, ...] = ()
+    """Model families every worker holds at once (``WorkerState.colocated``): ("base", "fast") when each
+    tritonserver loads the whole repository, as on one CPU machine; the router may then send a
+    request to the fast model on a base worker without a switch. Empty: one family per worker."""
     max_images_per_request: int = 4
     """Largest ``n`` of an OpenAI image request (each image is one admitted request)."""
     default_slo_ms: float = 5000.0

@@ -105,7 +105,8 @@ class Engine:
         self.policy = policy or make_policy(cfg.policy, PolicyContext.build(self.profile, cfg.default_slo_ms))
         self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(self.profile)
         self.workers = workers or TritonWorkers(cfg.workers, cfg.request_timeout_s, cfg.cache)
-        self.state = ClusterState([WorkerState(w, f) for w, f in zip(cfg.workers, self.policy.initial_families(len(cfg.workers)))],
+        self.state = ClusterState([WorkerState(w, f, colocated=frozenset(cfg.colocated_families))
+                                   for w, f in zip(cfg.workers, self.policy.initial_families(len(cfg.workers)))],
                                   np.zeros((len(self.policy.ctx.classes), len(self.policy.variants))))
         self.control = ControlLoop(self.policy, self.plan_interval_s, start_s=clock())
         self.lock = threading.Lock()

@@ -30,6 +30,8 @@ class SimConfig:
     plan_interval_s: float | None = None
     """None: the profile's default (``default_plan_interval_s``), as the front door uses."""
     max_batch: int = 8
+    colocated_families: tuple[str, ...] = ()
+    """Model families every worker holds at once (``WorkerState.colocated``): as a live CPU worker serving the whole repository."""
 
 
 @dataclasses.dataclass
@@ -101,7 +103,8 @@ class Simulator:
     def __init__(self, profile: Profile, policy: Policy, cfg: SimConfig, world: TableWorld | None = None):
         self.profile, self.policy, self.cfg = profile, policy, cfg
         self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(profile)
-        self.workers = [SimWorker(WorkerState(f"w{i}", fam)) for i, fam in enumerate(policy.initial_families(cfg.num_workers))]
+        self.workers = [SimWorker(WorkerState(f"w{i}", fam, colocated=frozenset(cfg.colocated_families)))
+                        for i, fam in enumerate(policy.initial_families(cfg.num_workers))]
         self.state = ClusterState([w.state for w in self.workers], np.zeros((len(policy.ctx.classes), len(policy.variants))))
         self.control = ControlLoop(policy, self.plan_interval_s)
         self.world = world or TableWorld(profile)
@@ -161,7 +164,7 @@ class Simulator:
         if now < w.available_at:  # loading another model family
             self._push(w.available_at, "ready", w)
             return
-        old = [item for item in w.queue if family_of(item[1].variant) != w.state.family]
+        old = [item for item in w.queue if not w.state.hosts(family_of(item[1].variant))]
         if not old and w.pending_load_s > 0:  # the old family's queue is done: load the new model
             w.available_at, w.pending_load_s = now + w.pending_load_s, 0.0
             self._push(w.available_at, "ready", w)
@@ -203,7 +206,8 @@ class Simulator:
         self.log.append(SimEvent(now, "tick", step=step))
         for i in step.switched:
             w = self.workers[i]
-            load = max((vp.load_time_s for v, vp in self.profile.variants.items() if family_of(v) == w.state.family), default=0.0)
+            load = 0.0 if w.state.family in w.state.colocated else max(
+                (vp.load_time_s for v, vp in self.profile.variants.items() if family_of(v) == w.state.family), default=0.0)
             if load > 0:
                 w.pending_load_s = load
                 w.state.healthy = False  # out of routing until its queue is done and the model is loaded

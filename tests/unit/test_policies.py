@@ -305,3 +305,39 @@ def test_a_scaled_profile_is_the_same_deployment_on_a_slower_machine(tmp_path):
     assert prof.variants["k0"].latency_ms[1] == fake_profile().variants["k0"].latency_ms[1], "the original is unchanged"
     slow.save(tmp_path / "p.json")
     assert "x1.250" in type(prof).load(tmp_path / "p.json").source
+
+
+def test_a_worker_holding_both_families_serves_the_fast_model_without_a_switch():
+    """Co-located families (a CPU worker serving the whole repository): a base worker whose queue
+    makes every K variant miss the deadline still serves the fast model instead of shedding; a
+    worker holding one family sheds."""
+    from orchestrator.policy.router import WorkerState
+
+    prof = fake_profile()
+    a = make_policy("argus", ctx(prof))
+    req = request(deadline=1.5, available=("k0", "fast"))
+    alone = state(backlog=1.2, families=("base",))
+    assert a.route(req, alone, 0.0).variant is None
+    both = state(backlog=1.2, families=("base",))
+    both.workers = [WorkerState(w.name, w.family, backlog_s=w.backlog_s, colocated=frozenset({"base", "fast"})) for w in both.workers]
+    d = a.route(req, both, 0.0)
+    assert d.variant == "fast" and d.worker == "w0"
+    assert both.workers[0].serves("k0") and both.workers[0].serves("fast") and not alone.workers[0].serves("fast")
+
+
+def test_simulated_colocated_worker_serves_fast_from_its_own_queue():
+    from orchestrator.sim.simulator import SimConfig, Simulator
+    from orchestrator.sim.workload import Request
+
+    prof = fake_profile()
+    reqs = [Request(f"r{i}", 0.05 * i, f"a red circle {i}", i, 1500.0) for i in range(12)]
+    runs = {}
+    for fams in ((), ("base", "fast")):
+        sim = Simulator(prof, make_policy("argus", ctx(prof)), SimConfig(1, colocated_families=fams))
+        recs = sim.run(reqs)
+        runs[fams] = recs
+        assert len(recs) == len(reqs) and all(r.variant is None or r.finish_s is not None for r in recs)
+    served_fast = [r for r in runs[("base", "fast")] if r.variant == "fast"]
+    assert served_fast, "the co-located worker takes the burst's overflow on the fast model"
+    assert all(r.finish_s <= r.deadline_s for r in served_fast)
+    assert sum(r.variant is None for r in runs[("base", "fast")]) <= sum(r.variant is None for r in runs[()])
