@@ -49,6 +49,42 @@ class QualityScorer:
         return [ground_truth_check(img, p) for img, p in zip(images, prompts)]
 
 
+class PretrainedClipScorer(QualityScorer):
+    """The same scores with any ``transformers`` CLIPModel saved in a local directory (``save_pretrained``:
+    the model, its tokenizer and its image processor), so that a real deployment scores real SD-XL
+    output with a real CLIP. Images are resized and normalised by the directory's image processor."""
+
+    def __init__(self, path):
+        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+        self.clip = CLIPModel.from_pretrained(str(path)).eval()
+        self.hf_tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.processor = AutoImageProcessor.from_pretrained(str(path))
+        self.max_length = int(self.clip.config.text_config.max_position_embeddings)
+
+    @torch.inference_mode()
+    def image_features(self, images: np.ndarray) -> torch.Tensor:
+        pixels = self.processor(images=list(np.asarray(images, dtype=np.uint8)), return_tensors="pt")["pixel_values"]
+        return torch.nn.functional.normalize(self.clip.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+
+    @torch.inference_mode()
+    def text_features(self, prompts: list[str]) -> torch.Tensor:
+        enc = self.hf_tokenizer(list(prompts), padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt")
+        out = self.clip.get_text_features(input_ids=enc["input_ids"], attention_mask=enc.get("attention_mask"))
+        return torch.nn.functional.normalize(out.pooler_output, dim=-1)
+
+
+def load_scorer(path=None) -> QualityScorer:
+    """The CLIP scorer: the embedded tiny CLIP (``path`` None), or a transformers CLIPModel directory."""
+    if path is None:
+        return QualityScorer()
+    from pathlib import Path
+
+    if not (Path(path) / "config.json").exists():
+        raise ValueError(f"{path}: no config.json; expected a directory written by CLIPModel.save_pretrained (with its tokenizer and image processor)")
+    return PretrainedClipScorer(path)
+
+
 RELATIVE_FLOOR = 0.25
 """A prompt's full-quality score is floored at this fraction of the mean full-quality score before
 dividing: a ratio to a near-zero score (a prompt the model fails anyway) means nothing."""

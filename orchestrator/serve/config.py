@@ -51,6 +51,8 @@ class FrontDoorConfig:
     score_quality: bool = True
     """Score returned images with the quality scorer (the tiny CLIP) for the measured-quality
     metric beside the predicted one: in a background thread, never on the response path."""
+    scorer_dir: Path | None = None
+    """The quality scorer: None, the embedded tiny CLIP; else a local transformers CLIPModel directory."""
     score_sample_rate: float = 1.0
     """Fraction of returned images scored (0..1); images arriving while the scorer is behind are skipped."""
     max_instances: int = 2

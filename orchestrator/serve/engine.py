@@ -119,7 +119,7 @@ class Engine:
         self.disabled_until: dict[tuple[str, str], float] = {}
         self.metrics = Metrics()
         self._image_size: tuple[int, int] | None = None
-        self.scorer = QualitySampler(self.metrics, cfg.score_sample_rate) if cfg.score_quality else None
+        self.scorer = QualitySampler(self.metrics, cfg.score_sample_rate, scorer_dir=cfg.scorer_dir) if cfg.score_quality else None
         for w in cfg.workers:
             self.metrics.worker_healthy.labels(worker=w).set(1)
 

@@ -18,8 +18,10 @@ log = logging.getLogger("argus.frontdoor")
 
 
 class QualitySampler:
-    def __init__(self, metrics, rate: float = 1.0, max_pending: int = 64, seed: int = 0):
+    def __init__(self, metrics, rate: float = 1.0, max_pending: int = 64, seed: int = 0, scorer_dir=None):
         self.metrics = metrics
+        self.scorer_dir = scorer_dir
+        """None: the embedded tiny CLIP; else a transformers CLIPModel directory (``tiny_model.quality.load_scorer``)."""
         self.rate = rate
         self.pending: queue.Queue = queue.Queue(maxsize=max_pending)
         self.rng = random.Random(seed)
@@ -37,9 +39,13 @@ class QualitySampler:
             self.skipped += 1
 
     def _run(self) -> None:
-        from tiny_model.quality import QualityScorer
+        from tiny_model.quality import load_scorer
 
-        scorer = QualityScorer()
+        try:
+            scorer = load_scorer(self.scorer_dir)
+        except Exception as e:  # noqa: BLE001 - a scorer that cannot load turns scoring off, never serving
+            log.error("quality scorer %s did not load (%s): served images are not scored", self.scorer_dir, e)
+            return
         while True:
             item = self.pending.get()
             if item is None:
