@@ -55,23 +55,31 @@ def test_quality_scorer_prefers_the_true_caption():
     assert (true > wrong).mean() > 0.9
 
 
+def save_clip_dir(path):
+    """A tiny random transformers CLIPModel saved as a real deployment's scorer directory would be."""
+    import torch
+    from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
+
+    from tiny_model.models import clip_config, load_tokenizer
+
+    tok = load_tokenizer()
+    torch.manual_seed(0)
+    CLIPModel(clip_config(tok.vocab_size)).save_pretrained(path)
+    PreTrainedTokenizerFast(tokenizer_object=tok._tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
+                            unk_token="<unk>").save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+
+
 def test_a_transformers_clip_directory_scores_like_the_embedded_scorer(tmp_path):
     """Any CLIPModel saved with save_pretrained (model, tokenizer, image processor) loads as the
     scorer; a directory without a model config is refused with the reason."""
     import numpy as np
     import pytest
     import torch
-    from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
 
-    from tiny_model.models import clip_config, load_tokenizer
     from tiny_model.quality import PretrainedClipScorer, load_scorer
 
-    tok = load_tokenizer()
-    torch.manual_seed(0)
-    CLIPModel(clip_config(tok.vocab_size)).save_pretrained(tmp_path)
-    PreTrainedTokenizerFast(tokenizer_object=tok._tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
-                            unk_token="<unk>").save_pretrained(tmp_path)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    save_clip_dir(tmp_path)
     scorer = load_scorer(tmp_path)
     assert isinstance(scorer, PretrainedClipScorer)
     imgs = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
@@ -88,16 +96,11 @@ def test_a_transformers_clip_directory_scores_like_the_embedded_scorer(tmp_path)
 
 def test_the_front_doors_sampler_scores_with_a_clip_directory_and_survives_a_bad_one(tmp_path):
     import numpy as np
-    from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
 
     from orchestrator.serve.metrics import Metrics
     from orchestrator.serve.scoring import QualitySampler
-    from tiny_model.models import clip_config, load_tokenizer
 
-    tok = load_tokenizer()
-    CLIPModel(clip_config(tok.vocab_size)).save_pretrained(tmp_path)
-    PreTrainedTokenizerFast(tokenizer_object=tok._tok, pad_token="<pad>", unk_token="<unk>").save_pretrained(tmp_path)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    save_clip_dir(tmp_path)
     img = np.zeros((1, 32, 32, 3), np.uint8)
     good = QualitySampler(Metrics(), scorer_dir=tmp_path)
     good.submit(img, "a red circle", "k0")
