@@ -92,13 +92,8 @@ def measure_speed(path: LivePath, profile: Profile, variants=SPEED_VARIANTS, rep
     """How many times slower the worker is now than when ``profile`` was measured: the median over
     ``variants`` of (median batch-of-one ms now / the profile's). A few seconds, so a replay can be
     bracketed by one before and one after (``argus bench live``)."""
-    ratios = []
-    for v in variants:
-        if v not in profile.variants:
-            continue
-        path.generate(v, 1)  # warm-up
-        now_ms = 1000 * float(np.median([path.timed_s(v, 1) for _ in range(repeats)]))
-        ratios.append(now_ms / profile.variants[v].latency_ms[1])
+    now = measure_latency(path, [v for v in variants if v in profile.variants], (1,), repeats)
+    ratios = [ms[1] / profile.variants[v].latency_ms[1] for v, ms in now.items()]
     return float(np.median(ratios)) if ratios else 1.0
 
 
