@@ -7,7 +7,6 @@ and call the same functions, so a policy behaves identically in both.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
@@ -24,17 +23,6 @@ class RequestFeatures:
     """Predicted relative quality per variant for this prompt."""
     available: frozenset[str]
     """Variants servable now: k0 and fast always; kK only on a cache hit that clears K's threshold."""
-
-
-@dataclasses.dataclass
-class InFlight:
-    """A request booked on a worker: what a later booking of another variant may cost it."""
-
-    variant: str
-    deadline_s: float
-    slack_s: float
-    """Seconds between its deadline and its estimated (tail) finish, less the work of other
-    variants booked on the worker after it."""
 
 
 @dataclasses.dataclass
@@ -59,9 +47,6 @@ class WorkerState:
     """Model families whose weights this worker holds besides ``family``'s (a CPU worker serving the
     whole repository; a GPU with memory for both models): it serves their variants too, from the
     same queue, and switching to one loads nothing. Empty: one family at a time (a switch loads)."""
-
-    inflight: list[InFlight] = dataclasses.field(default_factory=list)
-    """The requests booked on it and not yet answered, with their slack (``ClusterState.shared_cores``)."""
 
     def hosts(self, family: str) -> bool:
         return family == self.family or family in self.colocated
@@ -95,16 +80,6 @@ class ClusterState:
     before a request arrives, the front door's work on the same cores): with the mean alone, about
     one admitted request in six missed its SLO under a 5x overload; the tail keeps that near the
     SLO. 0 checks deadlines against the mean."""
-
-    shared_cores: bool = True
-    """A worker runs different variants' batches at once on the same cores (Triton runs every loaded
-    model's instances concurrently), so work of another variant booked after a request delays it,
-    where a first-in first-out worker would run it later. The prompt-aware router (argus) then
-    prefers choices that leave every request in flight there of another variant with that much
-    slack (``keeps_inflight``) and keep slack of its own for one more cheapest request; it gives
-    them up only when nothing else is feasible. Live, without it, a k0 admitted on time was made
-    late by the k25 and fast requests routed after it to the same worker. False: a first-in
-    first-out worker."""
 
     seen: np.ndarray | None = None
     """(classes,) recent arrivals per class (decayed at each replan): the class mix, and the
@@ -165,13 +140,7 @@ class ClusterState:
             return
         self.served[req.prompt_class, variants.index(decision.variant)] += 1
         self.price[req.prompt_class] = max(0.0, self.price[req.prompt_class] + decision.price_delta)
-        w = self.worker(decision.worker)
-        w.backlog_s += decision.booked_s
-        tail = w.tail_slowdown(self.tail_devs)
-        for r in w.inflight:
-            if r.variant != decision.variant:
-                r.slack_s -= tail * decision.booked_s
-        w.inflight.append(InFlight(decision.variant, decision.deadline_s, decision.deadline_s - decision.tail_end_s))
+        self.worker(decision.worker).backlog_s += decision.booked_s
 
     def release(self, decision: Decision, observed_s: float | None = None) -> float:
         """The booked work of a finished (or failed) request leaves its worker's backlog; with
@@ -179,10 +148,6 @@ class ClusterState:
         from it. Returns the backlog."""
         w = self.worker(decision.worker)
         w.backlog_s = max(0.0, w.backlog_s - decision.booked_s)
-        # By deadline: the front door may have served it as another variant (a cache entry gone: k0).
-        done = next((r for r in w.inflight if r.deadline_s == decision.deadline_s), None)
-        if done is not None:
-            w.inflight.remove(done)
         if observed_s is not None and decision.eta_s > 0 and self.slowdown_weight > 0:
             error = min(max(observed_s / decision.eta_s, SLOWDOWN_RANGE[0]), SLOWDOWN_RANGE[1]) - w.slowdown
             w.slowdown += self.slowdown_weight * error
@@ -204,10 +169,6 @@ class Decision:
     eta_s: float = 0.0
     """Predicted seconds from the decision to completion, from the profile alone (backlog + service),
     what the worker's slowdown compares the observed time with."""
-    deadline_s: float = math.inf
-    """The request's deadline, kept on its worker while it is in flight (``ClusterState.shared_cores``)."""
-    tail_end_s: float = -math.inf
-    """When it finishes by the tail estimate (``estimate``), at the decision: its slack is the deadline less this."""
 
 
 SLOWDOWN_RANGE = (0.5, 4.0)
@@ -240,11 +201,6 @@ def cheapest_s(profile: Profile, variants: list[str], w: WorkerState) -> float:
     return min((service_s(profile, v) for v in variants if w.hosts(family_of(v)) and v in profile.variants), default=0.0)
 
 
-def cheapest_booked_s(profile: Profile, variants: list[str], w: WorkerState, slo_ms: float) -> float:
-    """Worker seconds of the cheapest request this worker could be handed next (``booked_s``)."""
-    return min((booked_s(profile, v, slo_ms) for v in variants if w.hosts(family_of(v)) and v in profile.variants), default=0.0)
-
-
 def best_worker(state: ClusterState, variant: str) -> WorkerState | None:
     """The healthy worker serving this variant with the least backlog, as corrected by its slowdown."""
     ws = [w for w in state.workers if w.serves(variant)]
@@ -258,16 +214,6 @@ def estimate(profile: Profile, state: ClusterState, variant: str) -> tuple[Worke
     return (w, float("inf")) if w is None else (w, w.tail_slowdown(state.tail_devs) * profile_eta_s(profile, w, variant))
 
 
-def keeps_inflight(state: ClusterState, w: WorkerState, variant: str, extra_s: float) -> bool:
-    """Whether booking ``extra_s`` seconds of ``variant`` on ``w`` leaves every request in flight
-    there on time, when variants share its cores (``ClusterState.shared_cores``): each one of
-    another variant is delayed by up to that work (in the tail), and must have the slack for it."""
-    if not state.shared_cores:
-        return True
-    cost = w.tail_slowdown(state.tail_devs) * extra_s
-    return all(r.slack_s >= cost for r in w.inflight if r.variant != variant)
-
-
 def profile_eta_s(profile: Profile, w: WorkerState, variant: str) -> float:
     """Seconds until ``variant`` would finish on ``w`` by the profile alone (backlog + batch-of-one latency)."""
     return w.backlog_s + service_s(profile, variant)
@@ -279,8 +225,7 @@ def route_fixed(req: RequestFeatures, state: ClusterState, profile: Profile, var
     if w is None:
         return Decision(None, None, f"no healthy worker serves {variant}")
     return Decision(variant, w.name, "fixed", req.predicted_quality.get(variant, 0.0),
-                    booked_s=booked_s(profile, variant, 1000.0 * (req.deadline_s - req.arrival_s)), eta_s=profile_eta_s(profile, w, variant),
-                    deadline_s=req.deadline_s)
+                    booked_s=booked_s(profile, variant, 1000.0 * (req.deadline_s - req.arrival_s)), eta_s=profile_eta_s(profile, w, variant))
 
 
 PRICE_STEP = 0.05
@@ -329,18 +274,14 @@ def route_planned(
         cost = {f[0]: relative_cost(profile, f[0], slo_ms) for f in feasible}
         budget = sum(share * relative_cost(profile, v, slo_ms) for v, share in target.items() if v in profile.variants)
         # Keep the queue short enough that the next request can still meet its SLO with the
-        # worker's cheapest variant, and leave every request in flight on time: a choice that would
-        # not is taken only if nothing else is feasible.
-        kept = [f for f in feasible if keeps_inflight(state, f[2], f[0], booked_s(profile, f[0], slo_ms))]
-        safe = [f for f in kept
-                if f[2].tail_slowdown(state.tail_devs) * (f[2].backlog_s + booked_s(profile, f[0], slo_ms)) + cheapest_s(profile, variants, f[2]) <= slo_ms / 1000.0
-                and (not state.shared_cores or req.deadline_s - now_s - f[3] >= f[2].tail_slowdown(state.tail_devs) * cheapest_booked_s(profile, variants, f[2], slo_ms))]
-        v, _, w, eta = max(safe or kept or feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
+        # worker's cheapest variant: a choice that would not is taken only if nothing else is feasible.
+        safe = [f for f in feasible
+                if f[2].tail_slowdown(state.tail_devs) * (f[2].backlog_s + booked_s(profile, f[0], slo_ms)) + cheapest_s(profile, variants, f[2]) <= slo_ms / 1000.0]
+        v, _, w, eta = max(safe or feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"
         return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=booked_s(profile, v, slo_ms),
-                        price_delta=PRICE_STEP * (relative_cost(profile, v, slo_ms) - budget), eta_s=profile_eta_s(profile, w, v),
-                        deadline_s=req.deadline_s, tail_end_s=now_s + eta)
+                        price_delta=PRICE_STEP * (relative_cost(profile, v, slo_ms) - budget), eta_s=profile_eta_s(profile, w, v))
     planned = [f for f in feasible if target.get(f[0], 0.0) > 0]
     if planned:
         v, _, w, eta = max(planned, key=lambda f: target.get(f[0], 0.0) - row[f[1]] / total)
@@ -349,7 +290,7 @@ def route_planned(
         v, _, w, eta = max(feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0), -f[3]))
         reason = "redirect: planned variants saturated"
     return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=booked_s(profile, v, slo_ms),
-                    eta_s=profile_eta_s(profile, w, v), deadline_s=req.deadline_s, tail_end_s=now_s + eta)
+                    eta_s=profile_eta_s(profile, w, v))
 
 
 def assign_families(current: list[str], wanted_counts: dict[str, int], backlog_s: list[float] | None = None) -> list[str]:

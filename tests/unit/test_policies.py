@@ -341,27 +341,3 @@ def test_simulated_colocated_worker_serves_fast_from_its_own_queue():
     assert served_fast, "the co-located worker takes the burst's overflow on the fast model"
     assert all(r.finish_s <= r.deadline_s for r in served_fast)
     assert sum(r.variant is None for r in runs[("base", "fast")]) <= sum(r.variant is None for r in runs[()])
-
-
-def test_work_of_another_variant_is_not_booked_into_a_tight_request_in_flight():
-    """Variants share a worker's cores: a k25 booked behind a k0 with 0.1 s of slack would make it
-    late, so argus, which would otherwise price the k25 in, keeps the worker on k0 (queued behind
-    it, same model); on a first-in first-out worker (shared_cores=False) it takes the k25. The k0's
-    answer removes it from the worker's in-flight list."""
-    from orchestrator.policy.router import Decision
-
-    p = make_policy("argus", ctx())
-    plan(p, 1.0)
-    req = request(deadline=10.0, available=("k0", "k25"), quality={"k0": 1.0, "k25": 0.99})
-    for shared, expected in ((True, "k0"), (False, "k25")):
-        st = state(families=("base",))
-        st.shared_cores = shared
-        st.price[0] = 1.0
-        tight = Decision("k0", "w0", "earlier", booked_s=0.5, deadline_s=1.5, tail_end_s=1.4)
-        st.apply(request(deadline=1.5), tight, p.variants)
-        assert [r.slack_s for r in st.worker("w0").inflight] == [pytest.approx(0.1)]
-        assert p.route(req, st, now_s=0.0).variant == expected
-        st.release(tight)
-        assert st.worker("w0").inflight == []
-    st.shared_cores = True  # nothing in flight: the k25 is priced in again
-    assert p.route(req, st, now_s=0.0).variant == "k25"
