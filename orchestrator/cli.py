@@ -226,6 +226,9 @@ def serve(
     cache_dir: Optional[Path] = typer.Option(None, help="Where local workers persist the approximate cache."),
     scorer: Optional[Path] = typer.Option(None, help="Score served images with this local transformers CLIPModel directory "
                                                      "(default: the embedded tiny CLIP)."),
+    pair_table: Optional[Path] = typer.Option(None, help="Ground-truth triples (argus build-pairs, e.g. profiles/cpu_tiny.pairs.npz): "
+                                                         "fit the pair predictor on them and resume each K variant from the "
+                                                         "cached source it predicts best (default: the most similar)."),
     colocate: str = typer.Option("", help="Comma-separated model families every worker holds at once (base,fast when each "
                                           "tritonserver loads the whole repository): the router may then serve the fast model "
                                           "on a base worker without a switch. Default: one family per worker."),
@@ -242,7 +245,7 @@ def serve(
     cfg = FrontDoorConfig(workers=[w for w in workers.split(",") if w], cache=cache, profile_path=profile_path, policy=policy, address=address, port=port,
                           http_port=http_port or None, metrics_port=metrics_port, default_slo_ms=slo_ms, auth_token=auth_token,
                           tenants=frozenset(t for t in tenants.split(",") if t) or None, max_queue=max_queue, drain_timeout_s=drain_timeout_s,
-                          colocated_families=_colocated(colocate), scorer_dir=scorer)
+                          colocated_families=_colocated(colocate), scorer_dir=scorer, pair_table=pair_table)
     local = LocalWorkers(local_workers, local_base_port, tuple(v for v in variants.split(",") if v), cache_dir)
     run_server(cfg, local, no_auth, log_level, echo=console.print)
 

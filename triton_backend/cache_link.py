@@ -77,10 +77,12 @@ class CacheLink:
         return np.array([t.encode() for t in tenants], dtype=np.object_).reshape(-1, 1)
 
     # ------------------------------------------------------------------ what the models ask
-    def lookup(self, pooled: np.ndarray, tenants: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-        """(entry ids, similarities), each (N, cached levels): the best candidate per K."""
-        out = self._call({"TEXT_EMBEDS": pooled, "TENANT": self._tenants(tenants)}, ["ENTRY_IDS", "SIMILARITY"])
-        return None if out is None else (out["ENTRY_IDS"], out["SIMILARITY"])
+    LOOKUP_OUTPUTS = ["ENTRY_IDS", "SIMILARITY", "CANDIDATE_IDS", "CANDIDATE_SIMILARITY", "CANDIDATE_EMBEDS"]
+
+    def lookup(self, pooled: np.ndarray, tenants: list[str]) -> dict[str, np.ndarray] | None:
+        """``LOOKUP_OUTPUTS``: the best entry id and similarity per K, (N, cached levels), and the
+        sources the front door may rank, (N, cached levels, candidates[, dim])."""
+        return self._call({"TEXT_EMBEDS": pooled, "TENANT": self._tenants(tenants)}, self.LOOKUP_OUTPUTS)
 
     def fetch(self, entry_ids: np.ndarray, k: int, tenants: list[str], pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(latents (N, ...), found (N,) bool): each entry's latent at step K (not found: evicted)."""

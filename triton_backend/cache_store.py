@@ -30,6 +30,8 @@ log = logging.getLogger("argus.cache")
 SCHEMA_VERSION = 1
 ENTRY_CANDIDATES = 32
 """Entries examined by the single search of a lookup before falling back to per-level indexes."""
+CANDIDATES_PER_LEVEL = 4
+"""Sources per K a lookup offers the front door (``LatentCache.candidates``)."""
 NIRVANA_THRESHOLDS = {25: 0.95, 20: 0.90, 15: 0.85, 10: 0.75, 5: 0.65}
 """NIRVANA's reported similarity thresholds per K (see docs/cache.md for ours)."""
 
@@ -257,33 +259,40 @@ class LatentCache:
         return _Tx()
 
     def lookup(self, embedding: np.ndarray, tenant: str = "") -> list[Match]:
-        """The most similar cached item at every configured level (same tenant only).
+        """The most similar cached item at every configured level (same tenant only)."""
+        cands = self.candidates(embedding, tenant, per_level=1)
+        return [cands[level][0] if cands[level] else Match(level, -1, -1.0) for level in sorted(self.cfg.levels)]
 
-        One search over the tenant's entries (top ENTRY_CANDIDATES) answers every level whose best
-        item is among them; only a level thinned by eviction falls back to its own index."""
+    def candidates(self, embedding: np.ndarray, tenant: str = "", per_level: int = CANDIDATES_PER_LEVEL) -> dict[int, list[Match]]:
+        """Up to ``per_level`` cached items per configured level, most similar first (same tenant only):
+        the front door may rank them by predicted quality, since the most similar source is not
+        always the best one to resume from.
+
+        One search over the tenant's entries (top ENTRY_CANDIDATES) answers every level whose items
+        are among them; a level with none there (thinned by eviction) falls back to its own index."""
         emb = _normalise(embedding, self.cfg.embedding_dim)
-        found: dict[int, Match] = {}
+        found: dict[int, list[Match]] = {level: [] for level in self.cfg.levels}
         entries = self.entry_indexes.get(tenant)
         if entries is not None and entries.ntotal:
             sims, ids = entries.search(emb, min(ENTRY_CANDIDATES, entries.ntotal))
             for sim, entry_id in zip(sims[0], ids[0]):
                 for level in self.entry_levels.get(int(entry_id), ()):
-                    if level not in found:
-                        found[level] = Match(level, int(entry_id), float(sim))
-                if len(found) == len(self.cfg.levels):
+                    if len(found[level]) < per_level:
+                        found[level].append(Match(level, int(entry_id), float(sim)))
+                if all(len(f) == per_level for f in found.values()):
                     break
-        out = []
-        for level in sorted(self.cfg.levels):
-            if level in found:
-                out.append(found[level])
-                continue
+        for level, matches in found.items():
             index = self.indexes.get((tenant, level))
-            if index is None or index.ntotal == 0:
-                out.append(Match(level, -1, -1.0))
+            if matches or index is None or index.ntotal == 0:
                 continue
-            sims, ids = index.search(emb, 1)
-            out.append(Match(level, int(ids[0, 0]), float(sims[0, 0])))
-        return out
+            sims, ids = index.search(emb, min(per_level, index.ntotal))
+            matches.extend(Match(level, int(i), float(s)) for s, i in zip(sims[0], ids[0]) if i >= 0)
+        return found
+
+    def entry_embedding(self, entry_id: int) -> np.ndarray | None:
+        """(embedding_dim,) unit-norm prompt embedding an entry was stored under (None once evicted)."""
+        e = self.embeddings.get(entry_id)
+        return None if e is None else e.reshape(-1)
 
     def choose(self, matches: list[Match], level: int | None = None) -> Match | None:
         """The match to use: at ``level`` if given and above its threshold, else the largest K that is."""

@@ -2,7 +2,7 @@
 
 PROMPT (+ optional TENANT) -> the text encoder's hidden states and pooled embedding (which the
 generation then takes, so the prompt is encoded once) and the cache's best candidate per K (entry
-id and similarity). CACHE_OK is 0 when the cache did not answer within its budget: the front door
+id and similarity), with the other sources per K it may rank (``CANDIDATE_*``). CACHE_OK is 0 when the cache did not answer within its budget: the front door
 then serves k0, without an error.
 """
 
@@ -19,6 +19,8 @@ class TritonPythonModel:
     def initialize(self, args):
         params = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
         self.levels = int(params["NUM_CACHED_LEVELS"])
+        self.candidates = int(params["CANDIDATES"])
+        self.dim = int(params["EMBEDDING_DIM"])
         self.cache = CacheLink.from_params(params)
 
     def _parse(self, request):
@@ -53,8 +55,14 @@ class TritonPythonModel:
                 return responses
             got = self.cache.lookup(pooled, tenants)
             n = len(prompts)
-            ids, sims = got if got is not None else (np.full((n, self.levels), -1, np.int64), np.full((n, self.levels), -1.0, np.float32))
-            ok = np.full((n, 1), got is not None)
+            if got is None:  # no cache: nothing to resume from
+                got = {"ENTRY_IDS": np.full((n, self.levels), -1, np.int64), "SIMILARITY": np.full((n, self.levels), -1.0, np.float32),
+                       "CANDIDATE_IDS": np.full((n, self.levels, self.candidates), -1, np.int64),
+                       "CANDIDATE_SIMILARITY": np.full((n, self.levels, self.candidates), -1.0, np.float32),
+                       "CANDIDATE_EMBEDS": np.zeros((n, self.levels, self.candidates, self.dim), np.float32)}
+                ok = np.zeros((n, 1), bool)
+            else:
+                ok = np.ones((n, 1), bool)
             start = 0
             for i, ps, _ in parsed:
                 sl = slice(start, start + len(ps))
@@ -62,8 +70,7 @@ class TritonPythonModel:
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[
                     pb_utils.Tensor("ENCODER_HIDDEN_STATES", np.ascontiguousarray(hidden[sl])),
                     pb_utils.Tensor("TEXT_EMBEDS", np.ascontiguousarray(pooled[sl])),
-                    pb_utils.Tensor("ENTRY_IDS", np.ascontiguousarray(ids[sl])),
-                    pb_utils.Tensor("SIMILARITY", np.ascontiguousarray(sims[sl])),
                     pb_utils.Tensor("CACHE_OK", ok[sl]),
+                    *[pb_utils.Tensor(name, np.ascontiguousarray(got[name][sl])) for name in CacheLink.LOOKUP_OUTPUTS],
                 ])
         return responses

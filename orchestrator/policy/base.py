@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 import numpy as np
 
 from orchestrator.policy.classes import NUM_PROMPT_CLASSES, PromptClasses
+from orchestrator.policy.pair_predictor import PairQualityPredictor, SourceCandidates, rank_sources
 from orchestrator.policy.planner import Plan
 from orchestrator.policy.predictor import QualityPredictor
 from orchestrator.policy.router import ClusterState, Decision, RequestFeatures, family_of
@@ -45,6 +46,10 @@ class PolicyContext:
     """Planned capacity over forecast demand. 1.35 gave argus 0% violations at 2x in the simulated
     load sweep (1.8% at 1.2), but live on one CPU worker (`argus demo`) it shed 25 of 59 requests
     that 1.2 serves: kept at 1.2."""
+    pair: PairQualityPredictor | None = None
+    """With one, a request's K variants are predicted from the prompt and each cached source the
+    cache offers (``rank_sources``), and resume from the best of them rather than the most similar;
+    the fast model from the prompt. None: the per-prompt predictor on the best similarity."""
 
     @classmethod
     def build(cls, profile: Profile, slo_ms: float, num_classes: int = NUM_PROMPT_CLASSES) -> PolicyContext:
@@ -52,12 +57,20 @@ class PolicyContext:
         return cls(profile, QualityPredictor.fit(profile.quality), PromptClasses.fit(profile.quality.embeddings, k=num_classes), slo_ms)
 
     def features(self, request_id: str, arrival_s: float, slo_ms: float, embedding: np.ndarray, similarity: dict[str, float],
-                 servable: frozenset[str]) -> RequestFeatures:
+                 servable: frozenset[str], candidates: SourceCandidates | None = None) -> RequestFeatures:
         """A request's features from its prompt embedding and the cache's best similarity per K:
         prompt class, predicted quality per variant, and the variants on offer (the cache clears
-        the level's threshold, and some healthy worker can run it)."""
+        the level's threshold, and some healthy worker can run it). With a pair predictor and the
+        cache's candidates, each K variant's source is the best-predicted one (``sources``)."""
+        quality, sources = self.predictor.predict(embedding, similarity), {}
+        if self.pair is not None and candidates is not None and similarity:
+            vp = self.profile.variants
+            ranked = rank_sources(self.pair, embedding, candidates, {v: self.profile.thresholds[vp[v].k] for v in candidates.ids},
+                                  {v: vp[v].k for v in candidates.ids})
+            similarity, sources = {**similarity, **ranked.similarity}, ranked.entry
+            quality = {**quality, **ranked.quality, **({"fast": self.pair.predict_fast(embedding)} if "fast" in quality else {})}
         return RequestFeatures(request_id, arrival_s, arrival_s + slo_ms / 1000.0, self.classes.assign(embedding),
-                               self.predictor.predict(embedding, similarity), self.profile.available_variants(similarity) & servable)
+                               quality, self.profile.available_variants(similarity) & servable, sources)
 
 
 class Policy:
@@ -65,6 +78,9 @@ class Policy:
 
     name: ClassVar[str]
     prompt_classes: ClassVar[bool] = False
+    ranks_sources: ClassVar[bool] = False
+    """Whether its K variants resume from the cached source the context's pair predictor ranks
+    best (argus) rather than the most similar (NIRVANA's definition, and the ablation)."""
 
     def __init__(self, ctx: PolicyContext):
         self.ctx = ctx

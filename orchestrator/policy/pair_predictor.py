@@ -95,3 +95,43 @@ class PairQualityPredictor:
 
     def predict_fast(self, target: np.ndarray) -> float:
         return float(np.clip(self.fast(np.atleast_2d(target).astype(np.float32)), 0.0, APPROX_CAP)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceCandidates:
+    """The cache's sources per K variant for one prompt (``t2i_probe``'s CANDIDATE_* outputs)."""
+
+    ids: dict[str, np.ndarray]
+    """Variant -> (C,) entry ids, most similar first; -1 pads."""
+    similarity: dict[str, np.ndarray]
+    """Variant -> (C,) their cosine similarity with the prompt."""
+    embeddings: dict[str, np.ndarray]
+    """Variant -> (C, D) the prompt embeddings they were stored under."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RankedSources:
+    """Per K variant, the source to resume from: its entry id, similarity and predicted quality."""
+
+    entry: dict[str, int]
+    similarity: dict[str, float]
+    quality: dict[str, float]
+
+
+def rank_sources(pair: PairQualityPredictor, embedding: np.ndarray, cands: SourceCandidates, thresholds: dict[str, float],
+                 steps: dict[str, int]) -> RankedSources:
+    """For each K variant, the candidate with the highest predicted quality among those that clear
+    K's similarity threshold (NIRVANA-style thresholds still bound how far a source may be): a less
+    similar latent may suit the prompt better, e.g. one that differs in colour rather than background.
+    Ties go to the more similar. A variant with no candidate over its threshold keeps the most similar
+    (and is not on offer, as before)."""
+    entry, sim, quality = {}, {}, {}
+    for v, ids in cands.ids.items():
+        ok = np.flatnonzero((ids >= 0) & (cands.similarity[v] >= thresholds[v]))
+        if len(ok) == 0:
+            entry[v], sim[v] = int(ids[0]), float(cands.similarity[v][0])
+            continue
+        q = pair.predict_step(embedding, cands.embeddings[v][ok], steps[v])
+        best = int(ok[int(np.argmax(q))])  # argmax takes the first (most similar) of equals
+        entry[v], sim[v], quality[v] = int(ids[best]), float(cands.similarity[v][best]), float(q.max())
+    return RankedSources(entry, sim, quality)

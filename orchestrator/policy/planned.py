@@ -65,6 +65,7 @@ class _Planned(Policy):
 @register("argus")
 class Argus(_Planned):
     prompt_classes = True
+    ranks_sources = True
 
     @functools.cached_property
     def _profile_tables(self) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +105,8 @@ class ArgusNoPrompt(Argus):
     quality instead of a per-prompt prediction (so also blind to how similar, or exact, the cached
     match is; it still only uses a K variant where the cache offers one). The difference to argus is
     what reading the prompt and its cache similarity buys."""
+
+    ranks_sources = False  # blind to the prompt: it resumes from the most similar source
 
     @functools.cached_property
     def _means(self) -> dict[str, float]:

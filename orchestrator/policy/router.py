@@ -23,6 +23,8 @@ class RequestFeatures:
     """Predicted relative quality per variant for this prompt."""
     available: frozenset[str]
     """Variants servable now: k0 and fast always; kK only on a cache hit that clears K's threshold."""
+    sources: dict[str, int] = dataclasses.field(default_factory=dict)
+    """K variant -> the cache entry to resume from, where a pair predictor chose it (else the most similar)."""
 
 
 @dataclasses.dataclass

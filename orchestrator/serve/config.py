@@ -53,6 +53,11 @@ class FrontDoorConfig:
     metric beside the predicted one: in a background thread, never on the response path."""
     scorer_dir: Path | None = None
     """The quality scorer: None, the embedded tiny CLIP; else a local transformers CLIPModel directory."""
+    pair_table: Path | None = None
+    """Ground-truth (prompt, cached source, K) triples (``argus build-pairs``) to fit the pair
+    predictor on at start: each request's K variants then resume from the cached source it
+    predicts best among the cache's candidates, not only the most similar. None: off (on the
+    shipped weights it predicts held-out templates worse than each variant's mean, README)."""
     score_sample_rate: float = 1.0
     """Fraction of returned images scored (0..1); images arriving while the scorer is behind are skipped."""
     max_instances: int = 2

@@ -21,11 +21,13 @@ import dataclasses
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from orchestrator.policy.base import Policy, PolicyContext, default_plan_interval_s
+from orchestrator.policy.pair_predictor import PairQualityPredictor, SourceCandidates
 from orchestrator.policy.control import ControlLoop, ControlStep
 from orchestrator.policy.registry import make_policy
 from orchestrator.policy.router import ClusterState, Decision, RequestFeatures, WorkerState
@@ -37,6 +39,13 @@ from orchestrator.serve.scoring import QualitySampler
 from orchestrator.serve.workers import Probe, TritonWorkers, is_deadline_exceeded
 
 log = logging.getLogger("argus.frontdoor")
+
+
+def fit_pair_predictor(pair_table: Path) -> PairQualityPredictor:
+    """The pair predictor fitted on a file of ground-truth triples (``tiny_model.pair_data``)."""
+    from tiny_model.pair_data import PairTable
+
+    return PairQualityPredictor.fit(PairTable.load(pair_table))
 
 
 class Overloaded(RuntimeError):
@@ -102,7 +111,8 @@ class Engine:
         self.profile = Profile.load(cfg.profile_path)
         self.cached_levels = sorted(self.profile.thresholds)
         """The K > 0 levels in the order of the probe's per-level outputs (ENTRY_IDS, SIMILARITY)."""
-        self.policy = policy or make_policy(cfg.policy, PolicyContext.build(self.profile, cfg.default_slo_ms))
+        self.policy = policy or make_policy(cfg.policy, dataclasses.replace(
+            PolicyContext.build(self.profile, cfg.default_slo_ms), pair=fit_pair_predictor(cfg.pair_table) if cfg.pair_table else None))
         self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(self.profile)
         self.workers = workers or TritonWorkers(cfg.workers, cfg.request_timeout_s, cfg.cache)
         self.state = ClusterState([WorkerState(w, f, colocated=frozenset(cfg.colocated_families))
@@ -146,15 +156,26 @@ class Engine:
             sims = {f"k{k}": float(s) for k, s in zip(self.cached_levels, probe.similarity)}
         with self.lock:  # a dead worker or a timed-out variant is not on offer
             servable = self.state.servable(self.policy.variants)
-        return Featurized(self.policy.ctx.features(adm.request_id, adm.arrival_s, adm.slo_ms, probe.embedding, sims, servable), probe, sims)
+        features = self.policy.ctx.features(adm.request_id, adm.arrival_s, adm.slo_ms, probe.embedding, sims, servable,
+                                            self.candidates(probe) if sims else None)
+        return Featurized(features, probe, sims)
+
+    def candidates(self, probe: Probe) -> SourceCandidates | None:
+        """The probe's sources per K variant, for a policy that ranks them with its context's pair predictor."""
+        if not self.policy.ranks_sources or self.policy.ctx.pair is None or probe.candidate_ids is None:
+            return None
+        names = [f"k{k}" for k in self.cached_levels]
+        return SourceCandidates(dict(zip(names, probe.candidate_ids)), dict(zip(names, probe.candidate_similarity)),
+                                dict(zip(names, probe.candidate_embeddings)))
 
     def decide(self, feats: RequestFeatures) -> Decision:
         with self.lock:
             return self.policy.decide(feats, self.state, self.clock())
 
-    def generate(self, adm: Admitted, decision: Decision, probe: Probe) -> Generated:
+    def generate(self, adm: Admitted, decision: Decision, probe: Probe, sources: dict[str, int] | None = None) -> Generated:
+        """``sources``: the entry per K variant the policy context chose (else the most similar)."""
         k = self.profile.variants[decision.variant].k
-        entry = int(probe.entry_ids[self.cached_levels.index(k)]) if k > 0 else None
+        entry = None if k == 0 else (sources or {}).get(decision.variant, int(probe.entry_ids[self.cached_levels.index(k)]))
         t0 = time.perf_counter()
         try:
             images, k_used = self.workers.generate(decision.worker, decision.variant, probe, adm.seed, entry, adm.tenant)
@@ -199,7 +220,7 @@ class Engine:
             feats = self.featurize(adm)
             decision = self.decide(feats.features)
             if decision.variant is not None:
-                generated = self.generate(adm, decision, feats.probe)
+                generated = self.generate(adm, decision, feats.probe, feats.features.sources)
                 decision = generated.decision
         except Exception as e:  # noqa: BLE001 - a worker failure is this request's error, not the server's
             failure = e

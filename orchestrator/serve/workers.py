@@ -61,6 +61,12 @@ class Probe:
     """False when the cache did not answer within its budget (the request is then served as k0)."""
     calls: int = 1
     """Triton calls this probe took (2 when the cache endpoint failed and a worker answered)."""
+    candidate_ids: np.ndarray | None = None
+    """(cached levels, C) the sources per K the cache offers, most similar first, -1 pads."""
+    candidate_similarity: np.ndarray | None = None
+    """(cached levels, C) their similarities."""
+    candidate_embeddings: np.ndarray | None = None
+    """(cached levels, C, dim) the prompt embeddings they were stored under."""
 
 
 def _text(value: str) -> np.ndarray:
@@ -109,7 +115,8 @@ class TritonWorkers:
             pooled = res.as_numpy("TEXT_EMBEDS")
             return Probe(res.as_numpy("ENCODER_HIDDEN_STATES"), pooled, unit_rows(pooled)[0],
                          res.as_numpy("ENTRY_IDS")[0], res.as_numpy("SIMILARITY")[0],
-                         bool(res.as_numpy("CACHE_OK")[0, 0]) and url == self.cache, calls)
+                         bool(res.as_numpy("CACHE_OK")[0, 0]) and url == self.cache, calls,
+                         res.as_numpy("CANDIDATE_IDS")[0], res.as_numpy("CANDIDATE_SIMILARITY")[0], res.as_numpy("CANDIDATE_EMBEDS")[0])
         raise error
 
     def generate(self, worker: str, variant: str, probe: Probe, seed: int, entry_id: int | None, tenant: str | None) -> tuple[np.ndarray, int]:

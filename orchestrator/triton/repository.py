@@ -78,6 +78,9 @@ class RepositoryConfig:
     server (BLS), "host:port" a cache endpoint of its own (gRPC; ``argus serve --cache``)."""
     cache_budget_ms: float = 50.0
     """Time budget of one cache call from inside a worker; past it the request goes on as k0."""
+    cache_candidates: int = 4
+    """Sources per K a lookup returns besides the best (``LatentCache.candidates``): the front door
+    may resume from a less similar one that its pair predictor expects to suit the prompt better."""
 
     def __post_init__(self):
         if self.runtime not in ("onnxruntime", "torch"):
@@ -235,9 +238,11 @@ def cache_retrieval_config(cfg: RepositoryConfig) -> str:
         _tensor("SIMILARITY", "TYPE_FP32", (len(cached),)),
         _tensor("LATENT", "TYPE_FP32", cfg.dims.latent_shape),
         _tensor("K", "TYPE_INT32", (1,)),
+        *candidate_outputs(cfg),
     ]
     params = {
         "LEVELS": ",".join(map(str, cached)),
+        "CANDIDATES": str(cfg.cache_candidates),
         "ALL_LEVELS": ",".join(map(str, sorted(cfg.step_skip_levels))),
         "EMBEDDING_DIM": str(cfg.dims.pooled_dim),
         "LATENT_SHAPE": ",".join(map(str, cfg.dims.latent_shape)),
@@ -247,6 +252,16 @@ def cache_retrieval_config(cfg: RepositoryConfig) -> str:
     }
     # One instance: a single writer, so the index never diverges between instances.
     return _python_config("cache_retrieval", cfg.max_batch_size, inputs, outputs, instances=1, dynamic_batching_us=0, params=params)
+
+
+def candidate_outputs(cfg: RepositoryConfig) -> list[str]:
+    """A lookup's sources per K beyond the best one (``LatentCache.candidates``): entry ids (-1 pad),
+    similarities and the prompt embeddings they were stored under, so the front door can rank them
+    by predicted quality."""
+    cached = [k for k in cfg.step_skip_levels if k > 0]
+    c = cfg.cache_candidates
+    return [_tensor("CANDIDATE_IDS", "TYPE_INT64", (len(cached), c)), _tensor("CANDIDATE_SIMILARITY", "TYPE_FP32", (len(cached), c)),
+            _tensor("CANDIDATE_EMBEDS", "TYPE_FP32", (len(cached), c, cfg.dims.pooled_dim))]
 
 
 def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
@@ -278,9 +293,10 @@ def probe_config(cfg: RepositoryConfig) -> str:
     cached = [k for k in cfg.step_skip_levels if k > 0]
     inputs = [_tensor("PROMPT", "TYPE_STRING", (1,)), _tensor("TENANT", "TYPE_STRING", (1,), optional=True)]
     outputs = [_hidden(cfg), _pooled(cfg), _tensor("ENTRY_IDS", "TYPE_INT64", (len(cached),)), _tensor("SIMILARITY", "TYPE_FP32", (len(cached),)),
-               _tensor("CACHE_OK", "TYPE_BOOL", (1,))]
+               _tensor("CACHE_OK", "TYPE_BOOL", (1,)), *candidate_outputs(cfg)]
     return _python_config(PROBE, cfg.max_batch_size, inputs, outputs, dynamic_batching_us=0,
-                          params={**_cache_params(cfg), "NUM_CACHED_LEVELS": str(len(cached))})
+                          params={**_cache_params(cfg), "NUM_CACHED_LEVELS": str(len(cached)), "CANDIDATES": str(cfg.cache_candidates),
+                                  "EMBEDDING_DIM": str(cfg.dims.pooled_dim)})
 
 
 def generation_config(cfg: RepositoryConfig, variant: str) -> str:

@@ -48,6 +48,36 @@ def test_probe_and_generation_match_the_prompt_ensembles(triton, client):
     assert k_used == 0 and np.array_equal(image, ref)
 
 
+def test_probe_offers_several_sources_per_k_and_any_of_them_can_be_resumed_from(triton, client):
+    """t2i_probe's candidates: every cached source of the tenant per K, most similar first, with
+    the embedding each was stored under (what the pair predictor reads); the first is ENTRY_IDS'.
+    A generation resumed from the second candidate is t2i_k25 from that source's own latent."""
+    url = triton.config.grpc_url
+    workers = TritonWorkers([url], timeout_s=60)
+    tenant = "candidates"
+    sources = ["a small red circle at the top on a blue background", "a small green circle at the top on a blue background",
+               "a large red square on the left on a white background"]
+    latents = {}
+    for i, p in enumerate(sources):
+        workers.generate(url, "k0", workers.probe(p, tenant), 40 + i, None, tenant)
+        latents[p] = generate_with_levels(client, [p], [40 + i], "k0")[1][:, -1]
+        wait_for_entry(workers, p, tenant)
+    probe = workers.probe(sources[0], tenant)
+    ids, sims, embs = probe.candidate_ids, probe.candidate_similarity, probe.candidate_embeddings
+    assert ids.shape == (5, 4) and embs.shape == (5, 4, probe.embedding.shape[0])
+    for j in range(5):
+        found = ids[j] >= 0
+        assert found.sum() == 3 and (ids[j, ~found] == -1).all() and ids[j, 0] == probe.entry_ids[j]
+        assert all(sims[j, c] >= sims[j, c + 1] for c in range(2)) and sims[j, 0] == pytest.approx(1.0, abs=1e-4)
+        for c in range(3):  # each embedding is the stored key: its cosine with the prompt is the similarity
+            e = embs[j, c] / np.linalg.norm(embs[j, c])
+            assert float(e @ probe.embedding) == pytest.approx(float(sims[j, c]), abs=1e-4)
+    second = int(ids[-1, 1])
+    image, k_used = workers.generate(url, "k25", probe, 3, second, tenant)
+    neighbour = next(p for p in sources[1:] if workers.probe(p, tenant).entry_ids[-1] == second)
+    assert k_used == 25 and np.array_equal(image, generate(client, [sources[0]], [3], "k25", latents[neighbour]))
+
+
 def test_same_request_alone_and_in_a_mixed_burst_is_bit_identical(triton):
     """k0, k10 and k25 (from cached latents) requests, each alone and then inside a concurrent burst
     of all of them (shared dynamic batches of the UNet, different batch compositions): same bytes."""

@@ -179,3 +179,20 @@ def test_lookup_matches_exhaustive_per_level_search_after_evictions():
             sims = [float((cache.embeddings[e] @ query)[0]) for e in ids]
             assert m.entry_id == ids[int(np.argmax(sims))]
             assert m.similarity == pytest.approx(max(sims), abs=1e-5)
+
+
+def test_candidates_offer_the_most_similar_sources_per_level_first_of_them_the_lookup():
+    """Several sources per K, most similar first (the front door ranks them by predicted quality);
+    a level only some entries reached offers only those; their embeddings come back with them."""
+    cache = LatentCache(CacheConfig())
+    query = vec(0)
+    sims = [0.99, 0.9, 0.8, 0.7, 0.6, 0.5]
+    ids = [cache.insert(with_similarity(query, s, seed=i), latents(i) if i != 1 else {5: latents(i)[5]}) for i, s in enumerate(sims)]
+    cands = cache.candidates(query, per_level=4)
+    assert [m.entry_id for m in cands[5]] == ids[:4]
+    assert [m.entry_id for m in cands[25]] == [ids[0], *ids[2:5]]  # entry 1 holds K=5 only
+    assert all(a.similarity >= b.similarity for a, b in zip(cands[25], cands[25][1:]))
+    assert [m.similarity for m in cands[5]] == pytest.approx(sims[:4], abs=2e-3)
+    assert [c[0] for c in cands.values()] == cache.lookup(query)
+    assert cache.entry_embedding(ids[2]) @ query == pytest.approx(cands[5][2].similarity, abs=1e-5)
+    assert cache.candidates(query, tenant="other") == {k: [] for k in LEVELS}

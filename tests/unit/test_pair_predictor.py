@@ -115,3 +115,82 @@ def test_build_pairs_on_the_embedded_model():
     assert set(t.k.tolist()) == set(LEVELS)
     assert np.isfinite(t.relative_quality).all() and (t.relative_quality >= 0).all()
     np.testing.assert_allclose(np.linalg.norm(t.embeddings, axis=1), 1.0, rtol=1e-4)
+
+
+def _target_and_sources(pairs):
+    """A prompt of the synthetic world, a cached source that changed its background (listed first,
+    as the more similar) and one that changed its colour."""
+    i = next(i for i, p in enumerate(pairs.prompts) if " source " not in p and i > 0)
+    src = {pairs.difference[j]: pairs.source[j] for j in np.flatnonzero(pairs.target == i)}
+    return pairs.embeddings[i], pairs.embeddings[[src["background"], src["colour"]]]
+
+
+def test_sources_are_ranked_by_predicted_quality_within_the_thresholds():
+    """At K=10 a colour change costs little and a background change much: the colour-changed source
+    is chosen though listed as the more similar one's runner-up; a threshold only the first clears
+    leaves that one; no candidate over the threshold keeps the most similar, with no prediction."""
+    from orchestrator.policy.pair_predictor import SourceCandidates, rank_sources
+
+    pairs = synthetic_pairs()
+    model = PairQualityPredictor.fit(pairs)
+    target, sources = _target_and_sources(pairs)
+    cands = SourceCandidates({"k10": np.array([7, 9, -1])}, {"k10": np.array([0.8, 0.7, -1.0], np.float32)},
+                             {"k10": np.vstack([sources, np.zeros((1, sources.shape[1]), np.float32)])})
+    ranked = rank_sources(model, target, cands, {"k10": 0.5}, {"k10": 10})
+    assert ranked.entry == {"k10": 9} and ranked.similarity == {"k10": pytest.approx(0.7)}
+    assert ranked.quality["k10"] == pytest.approx(1 - 10 / 60, abs=0.1)
+    assert rank_sources(model, target, cands, {"k10": 0.75}, {"k10": 10}).entry == {"k10": 7}
+    none = rank_sources(model, target, cands, {"k10": 0.9}, {"k10": 10})
+    assert none.entry == {"k10": 7} and none.quality == {}
+
+
+def test_argus_resumes_from_the_source_its_pair_predictor_ranks_first():
+    """Engine (Triton faked): with a pair predictor in the context, argus's features name the
+    candidate predicted best for each K variant and the generation resumes from it, not from the
+    probe's most similar entry; NIRVANA (fixed thresholds, its definition), the ablation, or argus
+    without a pair predictor resume from the most similar."""
+    import dataclasses
+
+    from orchestrator.paths import CPU_PROFILE
+    from orchestrator.policy.base import PolicyContext
+    from orchestrator.policy.registry import make_policy
+    from orchestrator.policy.router import Decision
+    from orchestrator.profile.schema import Profile
+    from orchestrator.serve.admission import Admitted
+    from orchestrator.serve.config import FrontDoorConfig
+    from orchestrator.serve.engine import Engine
+    from orchestrator.serve.workers import Probe
+
+    pairs = synthetic_pairs()
+    target, sources = _target_and_sources(pairs)
+    D, levels = target.shape[0], 5
+
+    class FakeTriton:
+        def __init__(self):
+            self.entries = []
+
+        def probe(self, prompt, tenant):
+            ids = np.tile(np.array([7, 9, -1, -1]), (levels, 1))
+            sims = np.tile(np.array([0.8, 0.7, -1.0, -1.0], np.float32), (levels, 1))
+            embs = np.zeros((levels, 4, D), np.float32)
+            embs[:, :2] = sources
+            return Probe(np.zeros((1, 24, D), np.float32), target[None], target, ids[:, 0].copy(), sims[:, 0].copy(), True, 1, ids, sims, embs)
+
+        def generate(self, worker, variant, probe, seed, entry_id, tenant):
+            self.entries.append(entry_id)
+            return np.zeros((1, 32, 32, 3), np.uint8), 10
+
+    profile = Profile.load(CPU_PROFILE)
+    profile.quality = dataclasses.replace(profile.quality, embeddings=np.tile(target, (len(profile.quality.prompts), 1)))
+    cfg = FrontDoorConfig(workers=["w0"], profile_path=CPU_PROFILE, allow_unauthenticated=True, score_quality=False, max_instances=0,
+                          metrics_port=None)
+    model = PairQualityPredictor.fit(pairs)
+    for policy, pair, expected in (("argus", model, 9), ("argus", None, 7), ("argus-noprompt", model, 7), ("nirvana", model, 7)):
+        fake = FakeTriton()
+        engine = Engine(cfg, policy=make_policy(policy, dataclasses.replace(PolicyContext.build(profile, 5000.0), pair=pair)),
+                        workers=fake, clock=lambda: 0.0)
+        adm = engine.admit(Admitted("r", "a prompt", 1, 5000.0, None, 0.0))
+        feats = engine.featurize(adm)
+        assert (feats.features.sources["k10"] == 9) if expected == 9 else feats.features.sources == {}, policy
+        engine.generate(adm, Decision("k10", "w0", "test"), feats.probe, feats.features.sources)
+        assert fake.entries == [expected], (policy, pair)

@@ -6,7 +6,8 @@ entry's latent (ENTRY_ID and STEP_SKIP_K: what a generation asks for the entry c
 in the answer means evicted), or an *insert*
 (the same plus LEVEL_LATENTS, the denoiser's latents at every step-skip level; NaN rows, the
 levels a generation never passed, are skipped). Outputs per cached level K: the best entry id
-and its similarity; plus the latent for the requested K (or, with no K, the largest K whose
+and its similarity, and for a lookup without K up to CANDIDATES sources (ids, similarities, the
+embeddings they were stored under) for the front door to rank; plus the latent for the requested K (or, with no K, the largest K whose
 similarity clears its threshold) and that K (0 on a miss). Hit rates, entries, bytes and
 evictions are Triton custom metrics on the server's /metrics endpoint.
 """
@@ -44,6 +45,7 @@ class TritonPythonModel:
             )
         )
         self.levels = sorted(self.cache.cfg.levels)
+        self.num_candidates = int(p.get("CANDIDATES", "1"))
         if self.cache.load_error:
             pb_utils.Logger.log_error(f"cache_retrieval: persisted cache unusable, started empty: {self.cache.load_error}")
         self._init_metrics()
@@ -95,6 +97,9 @@ class TritonPythonModel:
         sims = np.full((n, len(self.levels)), -1.0, np.float32)
         latents = np.zeros((n, *self.cache.cfg.latent_shape), np.float32)
         chosen_k = np.zeros((n, 1), np.int32)
+        cand_ids = np.full((n, len(self.levels), self.num_candidates), -1, np.int64)
+        cand_sims = np.full((n, len(self.levels), self.num_candidates), -1.0, np.float32)
+        cand_embs = np.zeros((n, len(self.levels), self.num_candidates, self.cache.cfg.embedding_dim), np.float32)
         for i in range(n):
             if inserts is not None:
                 if inserts.shape[1] != len(self.all_levels):
@@ -114,6 +119,11 @@ class TritonPythonModel:
             matches, chosen, latent = self.cache.retrieve(emb[i], level, tenants[i])
             ids[i] = [m.entry_id for m in matches]
             sims[i] = [m.similarity for m in matches]
+            if level is None:  # a probe's lookup: every source per K the front door may rank
+                cands = self.cache.candidates(emb[i], tenants[i], self.num_candidates)
+                for j, lv in enumerate(self.levels):
+                    for c, m in enumerate(cands[lv]):
+                        cand_ids[i, j, c], cand_sims[i, j, c], cand_embs[i, j, c] = m.entry_id, m.similarity, self.cache.entry_embedding(m.entry_id)
             if chosen is not None:
                 latents[i] = latent
                 chosen_k[i, 0] = chosen.level
@@ -122,6 +132,9 @@ class TritonPythonModel:
             pb_utils.Tensor("SIMILARITY", sims),
             pb_utils.Tensor("LATENT", latents),
             pb_utils.Tensor("K", chosen_k),
+            pb_utils.Tensor("CANDIDATE_IDS", cand_ids),
+            pb_utils.Tensor("CANDIDATE_SIMILARITY", cand_sims),
+            pb_utils.Tensor("CANDIDATE_EMBEDS", cand_embs),
         ]
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
