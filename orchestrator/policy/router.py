@@ -295,6 +295,17 @@ def route_planned(
                     eta_s=profile_eta_s(profile, w, v))
 
 
+def next_batch(profile: Profile, queued: list[tuple[str, float]], max_batch: int) -> list[int]:
+    """Which of a worker's queued requests ((variant, SLO ms), first come first) run next, together:
+    the head's variant, every queued request of it up to the largest batch that fits the head's SLO.
+    One batch at a time, as the simulator's worker and the front door's dispatch gate both run."""
+    if not queued:
+        return []
+    variant, slo_ms = queued[0]
+    limit = profile.variants[variant].max_batch(slo_ms, max_batch)
+    return [i for i, (v, _) in enumerate(queued) if v == variant][:limit]
+
+
 def assign_families(current: list[str], wanted_counts: dict[str, int], backlog_s: list[float] | None = None) -> list[str]:
     """New family per worker for a plan, moving as few workers as possible (each move may load a model),
     and of those that must move, the least backlogged first (a moved worker finishes its queue before

@@ -25,6 +25,10 @@ class FrontDoorConfig:
     """Model families every worker holds at once (``WorkerState.colocated``): ("base", "fast") when each
     tritonserver loads the whole repository, as on one CPU machine; the router may then send a
     request to the fast model on a base worker without a switch. Empty: one family per worker."""
+    one_batch_at_a_time: bool = True
+    """Dispatch one variant's batch at a time per worker, first come first served
+    (``serve.dispatch.DispatchGate``), as the router and the simulator assume; False lets Triton
+    run different variants at once on a worker's cores (the simulator's ``mixed_variants``)."""
     max_images_per_request: int = 4
     """Largest ``n`` of an OpenAI image request (each image is one admitted request)."""
     default_slo_ms: float = 5000.0

@@ -17,6 +17,7 @@ a test can call it on a virtual one (the engine reads time only through ``clock`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -34,6 +35,7 @@ from orchestrator.policy.router import ClusterState, Decision, RequestFeatures, 
 from orchestrator.profile.schema import Profile
 from orchestrator.serve.admission import Admitted, BadInput, prompt_for_log
 from orchestrator.serve.config import FrontDoorConfig
+from orchestrator.serve.dispatch import DispatchGate
 from orchestrator.serve.metrics import Metrics
 from orchestrator.serve.scoring import QualitySampler
 from orchestrator.serve.workers import Probe, TritonWorkers, is_deadline_exceeded
@@ -119,6 +121,7 @@ class Engine:
                                    for w, f in zip(cfg.workers, self.policy.initial_families(len(cfg.workers)))],
                                   np.zeros((len(self.policy.ctx.classes), len(self.policy.variants))))
         self.control = ControlLoop(self.policy, self.plan_interval_s, start_s=clock())
+        self.gate = DispatchGate(self.profile, max(self.profile.variants["k0"].latency_ms)) if cfg.one_batch_at_a_time else None
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)
         self.in_flight = 0
@@ -220,7 +223,8 @@ class Engine:
             feats = self.featurize(adm)
             decision = self.decide(feats.features)
             if decision.variant is not None:
-                generated = self.generate(adm, decision, feats.probe, feats.features.sources)
+                with self.gate.turn(decision.worker, decision.variant, adm.slo_ms) if self.gate else contextlib.nullcontext():
+                    generated = self.generate(adm, decision, feats.probe, feats.features.sources)
                 decision = generated.decision
         except Exception as e:  # noqa: BLE001 - a worker failure is this request's error, not the server's
             failure = e

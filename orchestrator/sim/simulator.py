@@ -18,7 +18,7 @@ import numpy as np
 
 from orchestrator.policy.base import Policy, default_plan_interval_s
 from orchestrator.policy.control import ControlLoop, ControlStep
-from orchestrator.policy.router import ClusterState, Decision, WorkerState, family_of
+from orchestrator.policy.router import ClusterState, Decision, WorkerState, family_of, next_batch
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.workload import Request
 from orchestrator.sim.world import TableWorld
@@ -32,6 +32,10 @@ class SimConfig:
     max_batch: int = 8
     colocated_families: tuple[str, ...] = ()
     """Model families every worker holds at once (``WorkerState.colocated``): as a live CPU worker serving the whole repository."""
+    mixed_variants: bool = False
+    """Charge the profile's mixed-variant slowdown to a batch while another variant waits on its
+    worker: a front door without its dispatch gate (``FrontDoorConfig.one_batch_at_a_time`` False)
+    lets Triton run the two at once. False: one batch at a time, as the gated front door."""
 
 
 @dataclasses.dataclass
@@ -171,17 +175,14 @@ class Simulator:
             return
         if not w.queue:
             return
-        head_id, head = (old or w.queue)[0]
-        variant = head.variant
-        vp = self.profile.variants[variant]
-        limit = vp.max_batch(1000.0 * (self.records[head_id].deadline_s - self.records[head_id].arrival_s), self.cfg.max_batch)
-        batch = []
-        for item in list(w.queue):
-            if item[1].variant == variant and len(batch) < limit:
-                batch.append(item)
+        order = old + [item for item in w.queue if item not in old]  # the old family's queue drains first
+        slo_ms = {rid: 1000.0 * (self.records[rid].deadline_s - self.records[rid].arrival_s) for rid, _ in order}
+        batch = [order[i] for i in next_batch(self.profile, [(d.variant, slo_ms[rid]) for rid, d in order], self.cfg.max_batch)]
+        variant = batch[0][1].variant
         for item in batch:
             w.queue.remove(item)
-        duration = batch_duration_s(self.profile, variant, len(batch), mixed=any(item[1].variant != variant for item in w.queue))
+        mixed = self.cfg.mixed_variants and any(item[1].variant != variant for item in w.queue)
+        duration = batch_duration_s(self.profile, variant, len(batch), mixed=mixed)
         w.busy_until = now + duration
         self._push(w.busy_until, "done", (w, batch))
 
