@@ -53,6 +53,10 @@ class LiveBenchConfig:
     table kept), and use that profile for the load scaling, the front doors and the simulator: this
     shared machine's speed drifts by tens of percent between days (k0 took 334 ms on 2026-11-24 and
     430 ms a day later), and a simulator fed yesterday's speed mispredicts today's run."""
+    reprofile_batches: tuple[int, ...] = (1, 2, 4, 8)
+    """Batch sizes the re-profile measures (each variant's batch latencies price its bookings)."""
+    reprofile_repeats: int = 5
+    """Timed repeats per variant and batch size in the re-profile (the median is kept)."""
     colocated_families: tuple[str, ...] = ("base", "fast")
     """The run's tritonserver loads the whole repository, so its worker holds both model families
     (``WorkerState.colocated``): the front doors and the simulator both know it. () models a worker
@@ -119,7 +123,7 @@ def reprofile(worker: str, cfg: LiveBenchConfig, log) -> Path:
 
     out = cfg.out_dir / "profile.json"
     t = time.perf_counter()
-    prof = run_profile(worker, out, 0, 0, 5, (1, 2, 4, 8), latency_only=True, quality_from=cfg.profile_path)
+    prof = run_profile(worker, out, 0, 0, cfg.reprofile_repeats, cfg.reprofile_batches, latency_only=True, quality_from=cfg.profile_path)
     fd = prof.frontdoor
     log(f"re-profiled in {time.perf_counter() - t:.0f} s: k0 {prof.variants['k0'].latency_ms[1]:.0f} ms, fast {prof.variants['fast'].latency_ms[1]:.0f} ms "
         f"at batch 1; probe {fd.probe_ms:.1f} ms, front door {fd.overhead_ms:.1f} ms, mixed variants {fd.mixed_slowdown:.2f}x -> {out}")

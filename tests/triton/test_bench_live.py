@@ -39,7 +39,8 @@ def test_live_replay_and_sim_see_the_same_requests(triton, tmp_path, monkeypatch
     monkeypatch.setattr(bench_live, "replay", spy_replay)
     monkeypatch.setattr(bench_live, "simulate", spy_simulate)
     cfg = LiveBenchConfig(trace="twitter", policies=("clipper-ht", "nirvana"), minutes=0.2, out_dir=tmp_path, worker=triton.config.grpc_url,
-                          frontdoor_port=__import__("tests.conftest", fromlist=["x"]).free_port_block(1), bin_s=3.0)
+                          frontdoor_port=__import__("tests.conftest", fromlist=["x"]).free_port_block(1), bin_s=3.0,
+                          reprofile_batches=(1, 4), reprofile_repeats=2)  # the re-profile's full size dominated this test's minutes
     result = run_live_bench(cfg)
     assert seen["clipper-ht"] == seen["nirvana"] == seen["sim"] and len(seen["sim"]) == result["requests"] > 3
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
