@@ -4,8 +4,10 @@ Three phases, each ``concurrency`` clients in a closed loop through a real front
 tritonserver: new prompts under clipper-ha (k0), the same prompts again under nirvana (each finds
 its own cached latent: k25), and clipper-ht (fast). For every answer the front door reports the wall
 time of its generation call to Triton (``generation_ms``) and how many Triton calls the request made
-(``triton_calls``); the overhead is the client's latency minus that generation time: the probe, the
-decision, the bookkeeping and both gRPC hops.
+(``triton_calls``); the overhead is the client's latency minus that generation time and the time it
+waited at the dispatch gate for the worker's earlier batches (``queued_ms``: the worker's queue,
+which without the gate is spent inside Triton, in the generation call): the probe, the decision,
+the bookkeeping and both gRPC hops.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Answer:
     latency_ms: float
     generation_ms: float
     triton_calls: int
+    queued_ms: float = 0.0
 
 
 def _phase(policy: str, prompts: list[str], cfg: FrontdoorBenchConfig, worker: str, log) -> list[Answer]:
@@ -64,7 +67,7 @@ def _phase(policy: str, prompts: list[str], cfg: FrontdoorBenchConfig, worker: s
             p = res.get_response().parameters
             with lock:
                 answers.append(Answer(p["variant"].string_param, latency_ms, float(p["generation_ms"].string_param),
-                                      int(p["triton_calls"].string_param)))
+                                      int(p["triton_calls"].string_param), float(p["queued_ms"].string_param)))
         client.close()
 
     try:
@@ -102,7 +105,7 @@ def run_frontdoor_bench(cfg: FrontdoorBenchConfig, log=print) -> dict:
     finally:
         if server is not None:
             server.stop()
-    overhead = np.array([a.latency_ms - a.generation_ms for a in answers])
+    overhead = np.array([a.latency_ms - a.generation_ms - a.queued_ms for a in answers])
     k25 = [a.generation_ms for a in answers if a.variant == "k25"]
     calls: dict[str, list[int]] = {}
     for a in answers:
