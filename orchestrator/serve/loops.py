@@ -1,7 +1,8 @@
 """The front door's background loops, on the wall clock, each a thread around engine methods.
 
-``ControlThread``  every plan interval: ``Engine.control_tick`` (the shared control loop), then
-                   the plan's denoiser instance counts through Triton's model control.
+``ControlThread``  every plan interval: ``Engine.control_tick`` (the shared control loop); the
+                   plan's denoiser instance counts go through Triton's model control from a
+                   thread of their own, latest plan first, so a slow reload never delays a replan.
 ``HealthThread``   every health interval: workers that stop answering leave routing, owned
                    tritonservers that died are restarted with exponential backoff, timed-out
                    variants come back after their cooldown.
@@ -25,13 +26,35 @@ class ControlThread(threading.Thread):
     def __init__(self, engine: Engine):
         super().__init__(daemon=True, name="argus-control")
         self.engine = engine
+        self.pending = None
+        """The latest plan whose instance counts are not applied yet (an older one is dropped)."""
+        self.cond = threading.Condition()
+        self.applier = threading.Thread(target=self._apply_loop, daemon=True, name="argus-instances")
 
     def run(self) -> None:
+        """Replan every interval. A Triton reload (new instance counts) can take seconds on a busy
+        worker; applied inline, it held the control loop, and under a burst no plan followed the
+        load until it finished."""
         eng = self.engine
+        self.applier.start()
         while not eng.stop.wait(eng.plan_interval_s):
             step = eng.control_tick()
             if step is not None and step.plan is not None and eng.cfg.max_instances:
-                apply_instances(eng, step.plan, step.inputs.class_mix)
+                with self.cond:
+                    self.pending = (step.plan, step.inputs.class_mix)
+                    self.cond.notify()
+        with self.cond:
+            self.cond.notify()
+
+    def _apply_loop(self) -> None:
+        eng = self.engine
+        while not eng.stop.is_set():
+            with self.cond:
+                while self.pending is None and not eng.stop.is_set():
+                    self.cond.wait(0.5)
+                job, self.pending = self.pending, None
+            if job is not None:
+                apply_instances(eng, *job)
 
 
 def apply_instances(eng: Engine, plan, mix: np.ndarray) -> None:
