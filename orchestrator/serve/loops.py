@@ -53,7 +53,7 @@ class ControlThread(threading.Thread):
                 while self.pending is None and not eng.stop.is_set():
                     self.cond.wait(0.5)
                 job, self.pending = self.pending, None
-            if job is not None:
+            if job is not None and not eng.stop.is_set():
                 apply_instances(eng, *job)
 
 
