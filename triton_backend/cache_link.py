@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import threading
+import time
 
 import numpy as np
 
@@ -106,4 +107,17 @@ class CacheLink:
     def _insert_loop(self) -> None:
         while True:
             pooled, levels, tenants = self._inserts.get()
-            self._call({"TEXT_EMBEDS": pooled, "TENANT": self._tenants(tenants), "LEVEL_LATENTS": levels}, ["ENTRY_IDS"], self.INSERT_BUDGET_S)
+            try:
+                self._call({"TEXT_EMBEDS": pooled, "TENANT": self._tenants(tenants), "LEVEL_LATENTS": levels}, ["ENTRY_IDS"], self.INSERT_BUDGET_S)
+            finally:
+                self._inserts.task_done()
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait, at most ``timeout_s``, until every queued insert has been sent: a worker that stops
+        (SIGTERM, an unload) still caches its last answers. True if none is left."""
+        if self._inserts is None:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while self._inserts.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._inserts.unfinished_tasks

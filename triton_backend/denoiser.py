@@ -133,3 +133,7 @@ class TritonPythonModel:
 
     def _all_cancelled(self):
         return all(r.is_cancelled() for r in self._requests)
+
+    def finalize(self):
+        """Send the step latents still queued for the cache before the instance goes (bounded wait)."""
+        self.cache.flush()

@@ -196,3 +196,29 @@ def test_candidates_offer_the_most_similar_sources_per_level_first_of_them_the_l
     assert [c[0] for c in cands.values()] == cache.lookup(query)
     assert cache.entry_embedding(ids[2]) @ query == pytest.approx(cands[5][2].similarity, abs=1e-5)
     assert cache.candidates(query, tenant="other") == {k: [] for k in LEVELS}
+
+
+def test_a_stopping_worker_sends_its_queued_inserts_first():
+    """CacheLink.flush (the denoiser's finalize): queued inserts are all sent before it returns; a
+    cache that does not answer bounds the wait instead of holding the shutdown."""
+    import threading
+    import time
+
+    from triton_backend.cache_link import CacheLink
+
+    sent, gate = [], threading.Event()
+    link = CacheLink()
+
+    def slow_call(inputs, outputs, budget_s=None):
+        gate.wait(5)
+        time.sleep(0.02)
+        sent.append(inputs["TENANT"][0, 0])
+        return {"ENTRY_IDS": np.zeros((1, 5), np.int64)}
+
+    link._call = slow_call
+    for t in ("a", "b", "c"):
+        link.insert_later(np.ones((1, 64), np.float32), np.zeros((1, 6, 4, 8, 8), np.float32), [t])
+    assert not link.flush(timeout_s=0.1) and sent == []  # the cache hangs: the wait is bounded
+    gate.set()
+    assert link.flush(timeout_s=5.0) and sent == [b"a", b"b", b"c"]
+    assert CacheLink().flush(timeout_s=0.0)  # nothing ever queued
