@@ -258,9 +258,10 @@ class LatentCache:
 
         return _Tx()
 
-    def lookup(self, embedding: np.ndarray, tenant: str = "") -> list[Match]:
-        """The most similar cached item at every configured level (same tenant only)."""
-        cands = self.candidates(embedding, tenant, per_level=1)
+    def lookup(self, embedding: np.ndarray, tenant: str = "", candidates: dict[int, list[Match]] | None = None) -> list[Match]:
+        """The most similar cached item at every configured level (same tenant only); the first of
+        ``candidates`` where the caller has already searched them."""
+        cands = candidates if candidates is not None else self.candidates(embedding, tenant, per_level=1)
         return [cands[level][0] if cands[level] else Match(level, -1, -1.0) for level in sorted(self.cfg.levels)]
 
     def candidates(self, embedding: np.ndarray, tenant: str = "", per_level: int = CANDIDATES_PER_LEVEL) -> dict[int, list[Match]]:
@@ -324,9 +325,10 @@ class LatentCache:
         self.hits[level] += 1
         return latent
 
-    def retrieve(self, embedding: np.ndarray, level: int | None = None, tenant: str = "") -> tuple[list[Match], Match | None, np.ndarray | None]:
+    def retrieve(self, embedding: np.ndarray, level: int | None = None, tenant: str = "",
+                 candidates: dict[int, list[Match]] | None = None) -> tuple[list[Match], Match | None, np.ndarray | None]:
         """lookup + choose + fetch, with hit-rate accounting per K (what the Triton model calls)."""
-        matches = self.lookup(embedding, tenant)
+        matches = self.lookup(embedding, tenant, candidates)
         chosen = self.choose(matches, level)
         for k in ([level] if level is not None else []):
             self.lookups[k] += 1

@@ -116,11 +116,12 @@ class TritonPythonModel:
                 if latent is not None:
                     latents[i], chosen_k[i, 0] = latent, level
                 continue
-            matches, chosen, latent = self.cache.retrieve(emb[i], level, tenants[i])
+            # A probe's lookup (no K): every source per K the front door may rank, from the one search
+            cands = self.cache.candidates(emb[i], tenants[i], self.num_candidates) if level is None else None
+            matches, chosen, latent = self.cache.retrieve(emb[i], level, tenants[i], cands)
             ids[i] = [m.entry_id for m in matches]
             sims[i] = [m.similarity for m in matches]
-            if level is None:  # a probe's lookup: every source per K the front door may rank
-                cands = self.cache.candidates(emb[i], tenants[i], self.num_candidates)
+            if cands is not None:
                 for j, lv in enumerate(self.levels):
                     for c, m in enumerate(cands[lv]):
                         cand_ids[i, j, c], cand_sims[i, j, c], cand_embs[i, j, c] = m.entry_id, m.similarity, self.cache.entry_embedding(m.entry_id)
