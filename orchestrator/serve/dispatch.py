@@ -24,6 +24,8 @@ class _Ticket:
     variant: str
     slo_ms: float
     released: bool = False
+    batch: int = 0
+    """How many requests were dispatched together with it (itself included)."""
 
 
 @dataclasses.dataclass
@@ -41,7 +43,8 @@ class DispatchGate:
 
     @contextlib.contextmanager
     def turn(self, worker: str, variant: str, slo_ms: float):
-        """Wait until this request's batch is dispatched on ``worker``; leaving the block (answer or
+        """Wait until this request's batch is dispatched on ``worker``, then yield that batch's size
+        (what the live bench compares its generation time with); leaving the block (answer or
         error) ends its part of the batch."""
         ticket = _Ticket(variant, slo_ms)
         with self.cond:
@@ -51,7 +54,7 @@ class DispatchGate:
             while not ticket.released:
                 self.cond.wait()
         try:
-            yield
+            yield ticket.batch
         finally:
             with self.cond:
                 w.running -= 1
@@ -66,7 +69,7 @@ class DispatchGate:
             return
         batch = [w.queue[i] for i in next_batch(self.profile, [(t.variant, t.slo_ms) for t in w.queue], self.max_batch)]
         for t in batch:
-            t.released = True
+            t.released, t.batch = True, len(batch)
             w.queue.remove(t)
         w.running = len(batch)
         self.cond.notify_all()

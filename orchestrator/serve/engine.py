@@ -97,13 +97,16 @@ class Served:
     queued_ms: float = 0.0
     """Time it waited at the dispatch gate for its worker's earlier batches (the worker's queue,
     which without the gate is spent inside Triton, in the generation call)."""
+    batch: int = 1
+    """Requests the dispatch gate sent to Triton together with it (1 without the gate): with
+    ``generation_ms``, how fast the worker ran against the profile's batch latency."""
 
     def parameters(self) -> dict[str, str | int | float]:
         """The decision as every protocol returns it beside the image."""
         d = self.decision
         return {"variant": d.variant, "k": self.k, "worker": d.worker, "predicted_quality": round(float(d.predicted_quality), 4),
                 "reason": d.reason, "generation_ms": round(self.generation_ms, 3), "triton_calls": self.triton_calls,
-                "eta_ms": round(1000.0 * d.eta_s, 3), "queued_ms": round(self.queued_ms, 3)}
+                "eta_ms": round(1000.0 * d.eta_s, 3), "queued_ms": round(self.queued_ms, 3), "batch": self.batch}
 
 
 class Engine:
@@ -221,13 +224,13 @@ class Engine:
     def serve(self, adm: Admitted) -> Served:
         """featurize -> decide -> generate -> record for an admitted request; every outcome but
         success is a typed error, and the request is always recorded (its booking released)."""
-        decision, generated, failure, feats, queued_s = Decision(None, None, "not decided"), None, None, None, 0.0
+        decision, generated, failure, feats, queued_s, batch = Decision(None, None, "not decided"), None, None, None, 0.0, 1
         try:
             feats = self.featurize(adm)
             decision = self.decide(feats.features)
             if decision.variant is not None:
                 t0 = time.perf_counter()
-                with self.gate.turn(decision.worker, decision.variant, adm.slo_ms) if self.gate else contextlib.nullcontext():
+                with self.gate.turn(decision.worker, decision.variant, adm.slo_ms) if self.gate else contextlib.nullcontext(1) as batch:
                     queued_s = time.perf_counter() - t0
                     generated = self.generate(adm, decision, feats.probe, feats.features.sources)
                 decision = generated.decision
@@ -247,7 +250,7 @@ class Engine:
             raise Shed(f"shed: {decision.reason}")
         self.metrics.requests.labels(outcome="ok").inc()
         return Served(generated.images, decision, self.profile.variants[decision.variant].k, 1000.0 * generated.generation_s,
-                      feats.probe.calls + 1, 1000.0 * queued_s)
+                      feats.probe.calls + 1, 1000.0 * queued_s, batch)
 
     def handle(self, parse: Callable[[float], Admitted]) -> tuple[Admitted, Served]:
         """One request from any protocol: ``parse(now_s)`` validates it, then admit and serve.

@@ -26,11 +26,12 @@ def test_the_gate_runs_one_batch_at_a_time_in_arrival_order():
     """A k0 runs; a k25, a k0 and a k25 queue behind it. When the k0 answers, both k25s go together
     (the head's variant), then the k0; never two variants at once on the worker."""
     gate = DispatchGate(Profile.load(CPU_PROFILE), max_batch=8)
-    running, log, lock = [], [], threading.Lock()
+    running, log, lock, batches = [], [], threading.Lock(), {}
     release = {name: threading.Event() for name in ("a", "b", "c", "d")}
 
     def request(name, variant):
-        with gate.turn("w0", variant, 5000.0):
+        with gate.turn("w0", variant, 5000.0) as batch:
+            batches[name] = batch
             with lock:
                 running.append(variant)
                 log.append((name, tuple(sorted(set(running)))))
@@ -57,6 +58,7 @@ def test_the_gate_runs_one_batch_at_a_time_in_arrival_order():
     for t in threads.values():
         t.join(5)
     assert [n for n, _ in log][-1] == "c" and all(len(variants) == 1 for _, variants in log)
+    assert batches == {"a": 1, "b": 2, "d": 2, "c": 1}  # each learns the size of the batch it went in
     assert gate.waiting("w0") == 0
 
 
