@@ -375,6 +375,7 @@ def bench_live(
     worker: Optional[str] = typer.Option(None, help="A running tritonserver's gRPC url; default starts one."),
     reprofile: bool = typer.Option(True, help="Re-measure the profile's latencies on the run's worker first (the machine's speed drifts)."),
     speed_bracket: bool = typer.Option(True, help="Time the worker's speed before and after each policy's replay (front door and simulator follow it)."),
+    warm_prompts: int = typer.Option(64, min=0, help="Prompts in every policy's cache before its replay (0: an empty cache, a cold start)."),
 ):
     """Replay a trace through the real stack once per policy; table, plots, and the simulator side by side."""
     from orchestrator.bench.live import LiveBenchConfig, run_live_bench
@@ -388,7 +389,7 @@ def bench_live(
     with _input_errors():
         run_live_bench(LiveBenchConfig(trace=trace_src, policies=policies, minutes=minutes, peak_load=peak_load, prompts=prompt_src,
                                        profile_path=profile_path, out_dir=out_dir, worker=worker, reprofile=reprofile,
-                                       speed_bracket=speed_bracket), console)
+                                       speed_bracket=speed_bracket, warm_prompts=warm_prompts), console)
 
 
 @app.command("export-embedded")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from orchestrator.policy.base import PolicyContext
+from orchestrator.policy.base import PolicyContext, default_plan_interval_s
 from orchestrator.policy.registry import make_policy
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.simulator import SimConfig, Simulator, summarize
@@ -27,40 +27,54 @@ class Workload:
     make_world: Callable[[], TableWorld]
     """A fresh view of the prompts for one simulated run: the profile's table for the world's stream,
     the prompts' own text embeddings for a real prompt set (``orchestrator.sim.world``)."""
+    warm_prompts: tuple[str, ...] = ()
+    """Prompts the cache holds before the stream's first request (the live bench generates them into
+    every policy's tenant before its replay; the simulated cache starts with them)."""
 
 
 def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int, peak_load: float, duration_s: float | None,
                    prompts: str | PromptSource,
-                   slo_factor: float = 2.0, seed: int = 0, cold_cache: bool = False) -> Workload:
+                   slo_factor: float = 2.0, seed: int = 0, cold_cache: bool = False, warm_prompts: int = 0) -> Workload:
     """Trace scaled so its peak is ``peak_load`` x the cluster's k0 capacity, SLO = ``slo_factor`` x
     the k0 batch-of-one latency, prompts in order; seeded, so live and simulated runs replay the same stream.
 
     The simulated cache: for world prompts, the profile's table (each prompt finds the neighbour it
     found among the profile's pool of earlier generations: a warm cache, the steady state); with
     ``cold_cache``, or for a real prompt set, the stream's own earlier prompts through the deployed
-    text encoder (an empty cache that fills as the stream goes, as a live replay's does)."""
+    text encoder (an empty cache that fills as the stream goes, as a live replay's does). There,
+    ``warm_prompts`` more prompts of the same source, the ones after the stream's, are in the cache
+    before the first request: a deployment's cache persists (its own pod with a volume), so a
+    replay of a few minutes from an empty one measures a cold start rather than serving."""
     k0 = profile.variants["k0"]
     slo_ms = slo_factor * k0.latency_ms[1]
     capacity = num_workers * k0.throughput(slo_ms)
     scaled = scale_to_peak(load_trace(trace, seed=seed), peak_load * capacity, duration_s, window_s=max(1.0, 2 * k0.latency_ms[1] / 1000.0))
-    stream = load_prompts(prompts, len(scaled.arrivals_s), seed=seed)
+    n = len(scaled.arrivals_s)
+    stream = load_prompts(prompts, n + warm_prompts, seed=seed)  # the world's stream is prefix-stable: its first n are the same
     requests = request_stream(scaled, stream, slo_ms, seed=seed)
-    if source_name(prompts) == "world" and not cold_cache:
+    textual = cold_cache or source_name(prompts) != "world"
+    warm = tuple(stream[(n + j) % len(stream)] for j in range(warm_prompts)) if textual and stream else ()
+    if not textual:
         make_world = functools.partial(TableWorld, profile)
     else:
-        embeddings = embed_prompts([r.prompt for r in requests])
-        make_world = functools.partial(TextWorld, profile, embeddings)
-    return Workload(scaled, requests, slo_ms, capacity, make_world)
+        embeddings = embed_prompts([r.prompt for r in requests] + list(warm))
+        make_world = functools.partial(TextWorld, profile, embeddings, warm)
+    return Workload(scaled, requests, slo_ms, capacity, make_world, warm)
 
 
 def simulate(profile: Profile, requests: list[Request], num_workers: int, policies: tuple[str, ...], duration_s: float,
-             slo_ms: float, make_world: Callable[[], TableWorld] | None = None, colocated: tuple[str, ...] = ()) -> dict[str, dict]:
-    """Each policy on the same requests in the simulator: its table row plus its wall time."""
-    ctx = PolicyContext.build(profile, slo_ms)
+             slo_ms: float, make_world: Callable[[], TableWorld] | None = None, colocated: tuple[str, ...] = (),
+             decision_profile: Profile | None = None) -> dict[str, dict]:
+    """Each policy on the same requests in the simulator: its table row plus its wall time. Workers
+    run at ``profile``'s latencies; policies decide (and replan) from ``decision_profile`` (default
+    the same), as a live front door decides from its profile while the machine runs at its own speed."""
+    decide_on = decision_profile or profile
+    ctx = PolicyContext.build(decide_on, slo_ms)
     rows = {}
     for name in policies:
         t = time.perf_counter()
-        sim = Simulator(profile, make_policy(name, ctx), SimConfig(num_workers, max_batch=max(profile.variants["k0"].latency_ms),
+        sim = Simulator(profile, make_policy(name, ctx), SimConfig(num_workers, plan_interval_s=default_plan_interval_s(decide_on),
+                                                                      max_batch=max(profile.variants["k0"].latency_ms),
                                                                       colocated_families=colocated),
                         world=make_world() if make_world else None)
         rows[name] = {**summarize(sim.run(requests), duration_s), "sim_wall_s": time.perf_counter() - t}

@@ -4,14 +4,18 @@ per policy, then the same request stream through the simulator with the CPU prof
 Phases, each a small function with a typed hand-off:
 
     workload   trace -> scaled to peak x the k0 capacity -> Request stream (the simulator's too)
+    warm       the prompts the cache holds before the stream, generated once at k0
     bracket    per policy: the worker's speed now against the profile's, before and after its replay
-    replay     per policy: a fresh front door, open-loop sends at the arrival times -> LiveRecord
+    replay     per policy: its tenant filled with the warm entries, a fresh front door, open-loop
+               sends at the arrival times -> LiveRecord (with each answer's generation time and batch)
     reference  the k0 image of every (prompt, seed), generated alone after the replays
     score      CLIP score of every returned image / its k0 reference's -> relative quality
+    simulate   per policy: the same stream, deciding from the profile its front door served from,
+               run at the speed its replay's own generation calls measured
     report     records.jsonl, summary.json, table, plots, live-vs-sim comparison
 
-Each policy gets its own cache tenant, so every policy starts from an empty cache and none profits
-from latents another policy's run left behind.
+Each policy gets its own cache tenant, so every policy starts from the same cache (the warm
+entries, or empty) and none profits from latents another policy's run left behind.
 """
 
 from __future__ import annotations
@@ -67,6 +71,13 @@ class LiveBenchConfig:
     and its simulation runs on the mean of before and after. Within one run the machine's speed
     moved by more than the whole live/simulated gap (isolated k0 answers took 401-460 ms against
     378 ms profiled minutes before), so without it the simulator predicts another machine."""
+    warm_prompts: int = 64
+    """Prompts of the same source (those after the stream's) generated at k0 once and inserted into
+    every policy's tenant before its replay; its simulation's cache starts with them too. A
+    deployment's cache persists (its own pod with a volume), so a two-minute replay from an empty
+    one measures a cold start: argus served the first bursts on the fast model for want of cached
+    neighbours (12 of 107 answers, 5 of its 7.4 lost quality points, on 2026-12-02). 0: every
+    replay starts from an empty cache."""
     grpc_port: int = 18701
     frontdoor_port: int = 18710
     max_queue: int = 512
@@ -97,6 +108,10 @@ class LiveRecord:
     """The router's profile estimate of decision to answer (``Decision.eta_s``), beside the measured latency."""
     same_as_reference: bool | None = None
     """For a k0 answer: bit-identical to the same request generated alone (None for other variants)."""
+    generation_ms: float | None = None
+    """The front door's generation call to Triton for it (the worker's time, without the gate's queue)."""
+    batch: int | None = None
+    """Requests the dispatch gate sent to Triton with it: the batch its generation time is the latency of."""
 
     @property
     def served(self) -> bool:
@@ -112,7 +127,48 @@ def live_workload(cfg: LiveBenchConfig, profile: Profile, num_workers: int = 1) 
     """The stream every policy and the simulator replay: the trace compressed to ``minutes``. Each
     policy's replay starts from an empty cache (its own tenant), so its simulation does too."""
     return build_workload(profile, cfg.trace, num_workers, cfg.peak_load, cfg.minutes * 60.0, cfg.prompts, cfg.slo_factor, cfg.seed,
-                          cold_cache=True)
+                          cold_cache=True, warm_prompts=cfg.warm_prompts)
+
+
+# ------------------------------------------------------------------------------------------- warm
+WARM_SEED = 1_000_000
+"""Seeds of the warm generations (apart from the stream's, which start at the run's seed)."""
+
+
+def tenant_of(policy: str) -> str:
+    return f"bench-{policy}"
+
+
+def warm_entries(worker: str, prompts: tuple[str, ...], log) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The warm prompts generated once at k0: (embeddings, level latents) batches, ready to insert."""
+    import tritonclient.grpc as grpcclient
+
+    from orchestrator.triton.cache import warm_entries as generate_entries
+
+    if not prompts:
+        return []
+    t = time.perf_counter()
+    client = grpcclient.InferenceServerClient(worker)
+    try:
+        entries = list(generate_entries(client, list(prompts), seed=WARM_SEED))
+    finally:
+        client.close()
+    log(f"warm cache: {len(prompts)} prompts ({len(set(prompts))} distinct) generated at k0 in {time.perf_counter() - t:.0f} s")
+    return entries
+
+
+def fill_tenant(worker: str, tenant: str, entries: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Insert the warm entries into one policy's tenant (before its replay)."""
+    import tritonclient.grpc as grpcclient
+
+    from orchestrator.triton.cache import insert
+
+    client = grpcclient.InferenceServerClient(worker)
+    try:
+        for embeddings, levels in entries:
+            insert(client, embeddings, levels, [tenant] * len(embeddings))
+    finally:
+        client.close()
 
 
 # ------------------------------------------------------------------------------------------- reprofile
@@ -131,6 +187,16 @@ def reprofile(worker: str, cfg: LiveBenchConfig, log) -> Path:
 
 
 # ------------------------------------------------------------------------------------------- bracket
+def replay_speed(records: list[LiveRecord], profile: Profile) -> float | None:
+    """How many times slower than ``profile`` the worker ran during a replay, from the replay's own
+    generation calls: their summed time over the profile's latencies of the same variants and batch
+    sizes. Every answer counts, so it measures the speed over the whole replay, on the work the
+    policy ran (the bracket times a few isolated batches of one at its ends). None: nothing served."""
+    done = [r for r in records if r.served and r.generation_ms is not None]
+    predicted = sum(profile.variants[r.variant].batch_latency_ms(r.batch or 1) for r in done)
+    return sum(r.generation_ms for r in done) / predicted if predicted > 0 else None
+
+
 @dataclasses.dataclass
 class SpeedBracket:
     """The worker's speed around one policy's replay, as multiples of the run's profile latencies."""
@@ -184,6 +250,8 @@ def replay(policy: str, requests: list[Request], worker: str, cfg: LiveBenchConf
             rec.worker = params["worker"].string_param
             rec.eta_ms = float(params["eta_ms"].string_param) if "eta_ms" in params else None
             rec.predicted_quality = float(params["predicted_quality"].string_param)
+            rec.generation_ms = float(params["generation_ms"].string_param)
+            rec.batch = int(params["batch"].string_param)
             images[(policy, rid)] = result.as_numpy("IMAGE")
         with lock:
             pending[0] -= 1
@@ -200,7 +268,7 @@ def replay(policy: str, requests: list[Request], worker: str, cfg: LiveBenchConf
             inputs = [infer_input("PROMPT", np.array([r.prompt.encode()], dtype=np.object_), "BYTES"),
                       infer_input("SEED", np.array([r.seed], dtype=np.int64), "INT64"),
                       infer_input("SLO_MS", np.array([r.slo_ms], dtype=np.float32), "FP32"),
-                      infer_input("TENANT", np.array([f"bench-{policy}".encode()], dtype=np.object_), "BYTES")]
+                      infer_input("TENANT", np.array([tenant_of(policy).encode()], dtype=np.object_), "BYTES")]
             sent_at[r.request_id] = time.monotonic()
             client.async_infer("t2i", inputs, lambda result, error, rid=r.request_id: finish(rid, result, error), request_id=r.request_id,
                                client_timeout=cfg.drain_timeout_s)
@@ -359,11 +427,13 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
         trace, requests, slo_ms, capacity = wl.trace, wl.requests, wl.slo_ms, wl.capacity_rps
         log(f"trace {trace.name}: {len(requests)} requests over {trace.duration_s:.0f} s, peak {cfg.peak_load}x the k0 capacity "
             f"({capacity:.2f} req/s at SLO {slo_ms / 1000:.2f} s), {source_name(cfg.prompts)} prompts; policies {', '.join(cfg.policies)}")
+        warm = warm_entries(worker, wl.warm_prompts, log)
         check = speed_check(worker) if cfg.speed_bracket else None
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                       disable=console is None) as bar:
             for policy in cfg.policies:
                 task = bar.add_task(f"{policy:>10}", total=len(requests))
+                fill_tenant(worker, tenant_of(policy), warm)
                 t = time.perf_counter()
                 pcfg = cfg
                 if check is not None:
@@ -383,17 +453,23 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
     score(records, images, refs, requests)
     rows = {p: {**summarize_live([r for r in records if r.policy == p], trace.duration_s), "replay_wall_s": wall[p]} for p in cfg.policies}
     sim_unbracketed = simulate(profile, requests, 1, cfg.policies, trace.duration_s, slo_ms, wl.make_world, cfg.colocated_families)
-    sim_rows = {p: simulate(profile.scaled(speed[p].during), requests, 1, (p,), trace.duration_s, slo_ms, wl.make_world,
-                            cfg.colocated_families)[p]
-                for p in cfg.policies} if speed else sim_unbracketed
+    sim_bracketed = {p: simulate(profile.scaled(speed[p].during), requests, 1, (p,), trace.duration_s, slo_ms, wl.make_world,
+                                 cfg.colocated_families)[p]
+                     for p in cfg.policies} if speed else sim_unbracketed
+    during = {p: replay_speed([r for r in records if r.policy == p], profile) for p in cfg.policies}
+    sim_rows = {p: simulate(profile.scaled(during[p]) if during[p] else profile, requests, 1, (p,), trace.duration_s, slo_ms, wl.make_world,
+                            cfg.colocated_families, decision_profile=profile.scaled(speed[p].before) if speed else profile)[p]
+                for p in cfg.policies}
     comparison = compare(rows, sim_rows)
     with (cfg.out_dir / "records.jsonl").open("w") as f:
         for r in records:
             f.write(json.dumps({**dataclasses.asdict(r), "violated": r.violated}) + "\n")
     plots = plot(records, list(cfg.policies), trace.duration_s, cfg.bin_s, cfg.out_dir)
     result = {"trace": trace.name, "prompts": source_name(cfg.prompts), "requests": len(requests), "duration_s": trace.duration_s, "slo_ms": slo_ms,
-              "k0_capacity_rps": capacity, "peak_load": cfg.peak_load, "profile": str(cfg.profile_path), "live": rows, "sim": sim_rows,
-              "sim_at_profile_speed": sim_unbracketed, "speed": {p: {**dataclasses.asdict(b), "during": b.during} for p, b in speed.items()},
+              "k0_capacity_rps": capacity, "peak_load": cfg.peak_load, "profile": str(cfg.profile_path), "warm_prompts": len(wl.warm_prompts), "live": rows, "sim": sim_rows,
+              "sim_bracketed": sim_bracketed, "sim_at_profile_speed": sim_unbracketed,
+              "speed": {p: {**({**dataclasses.asdict(speed[p]), "during": speed[p].during} if p in speed else {}), "replay": during[p]}
+                        for p in cfg.policies},
               "live_vs_sim": comparison, "plots": [p.name for p in plots], "wall_s": time.perf_counter() - t_start}
     (cfg.out_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     if console:
@@ -415,8 +491,9 @@ def print_tables(result: dict, console) -> None:
                       f"{r['p99_latency_ms']:.0f}" if r["p99_latency_ms"] is not None else "-")
     console.print(table)
     if result.get("speed"):
-        console.print("speed vs the profile, before -> after each replay (the simulation runs at the mean): "
-                      + ", ".join(f"{p} {s['before']:.2f}->{s['after']:.2f}" for p, s in result["speed"].items()))
+        console.print("speed vs the profile, before -> after each replay, and during it (its generation calls; the simulation runs at it): "
+                      + ", ".join(f"{p} {s.get('before', 1):.2f}->{s.get('after', 1):.2f}, {s['replay'] or 1:.2f}"
+                                  for p, s in result["speed"].items()))
     for key, c in result["live_vs_sim"].items():
         console.print(f"{key}: live {' > '.join(c['live_ranking'])} | sim {' > '.join(c['sim_ranking'])} | "
                       f"{'same ranking' if c['same_ranking'] else ('same best' if c['same_best'] else 'rankings differ')}")

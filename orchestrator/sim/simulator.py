@@ -177,7 +177,8 @@ class Simulator:
             return
         order = old + [item for item in w.queue if item not in old]  # the old family's queue drains first
         slo_ms = {rid: 1000.0 * (self.records[rid].deadline_s - self.records[rid].arrival_s) for rid, _ in order}
-        batch = [order[i] for i in next_batch(self.profile, [(d.variant, slo_ms[rid]) for rid, d in order], self.cfg.max_batch)]
+        # Batches are formed from the profile the policy decides on, as the front door's gate forms them from its own.
+        batch = [order[i] for i in next_batch(self.policy.ctx.profile, [(d.variant, slo_ms[rid]) for rid, d in order], self.cfg.max_batch)]
         variant = batch[0][1].variant
         for item in batch:
             w.queue.remove(item)

@@ -71,7 +71,9 @@ class TableWorld:
 
 
 class TextWorld(TableWorld):
-    def __init__(self, profile: Profile, embeddings: dict[str, np.ndarray]):
+    def __init__(self, profile: Profile, embeddings: dict[str, np.ndarray], warm: tuple[str, ...] = ()):
+        """``warm``: prompts cached before the stream (each in ``embeddings``): the stream finds them
+        as it finds its own earlier prompts, and the same text as an exact match."""
         super().__init__(profile)
         self.embeddings = embeddings
         """Prompt -> unit-norm pooled text embedding (``embed_prompts``), shared by every run on the stream."""
@@ -84,6 +86,15 @@ class TextWorld(TableWorld):
             if vp.needs_cache:
                 order = np.argsort(table.similarity[v])
                 self.by_similarity[v] = (table.similarity[v][order], order)
+        for prompt in warm:
+            self._remember(prompt)
+
+    def _remember(self, prompt: str) -> None:
+        """Cache a prompt's latents (once per distinct text): later arrivals can resume from them."""
+        if prompt not in self.seen:
+            self.seen.add(prompt)
+            self.cache[self.cached] = self.embeddings[prompt]
+            self.cached += 1
 
     def _nearest_row(self, v: str, similarity: float) -> int:
         sims, order = self.by_similarity[v]
@@ -94,11 +105,8 @@ class TextWorld(TableWorld):
         table = self.profile.quality
         emb = self.embeddings[prompt]
         repeat = prompt in self.seen
-        self.seen.add(prompt)
         best = 1.0 if repeat else (float((self.cache[: self.cached] @ emb).max()) if self.cached else -1.0)
-        if not repeat:
-            self.cache[self.cached] = emb
-            self.cached += 1
+        self._remember(prompt)
         sims, truth = {}, {"k0": 1.0}
         for v, vp in self.profile.variants.items():
             if v == "k0":

@@ -59,18 +59,25 @@ def unit_rows(embeddings: np.ndarray) -> np.ndarray:
     return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
 
 
-def warm(client, prompts: list[str], seed: int = 0, batch: int = 8, tenant: str | None = None, progress=None) -> int:
-    """Generate every prompt at full quality (K=0) and insert its latents; returns entries added."""
+def warm_entries(client, prompts: list[str], seed: int = 0, batch: int = 8, progress=None):
+    """Generate prompts at full quality (K=0), yielding (embeddings, level latents) per batch: what
+    ``insert`` stores, so one generation can warm several tenants."""
     from orchestrator.triton.client import generate_with_levels
 
-    added = 0
     for i in range(0, len(prompts), batch):
         chunk = prompts[i : i + batch]
         _, levels = generate_with_levels(client, chunk, list(range(seed + i, seed + i + len(chunk))), "k0")
-        insert(client, encode(client, chunk), levels, None if tenant is None else [tenant] * len(chunk))
-        added += len(chunk)
+        yield encode(client, chunk), levels
         if progress:
             progress(len(chunk))
+
+
+def warm(client, prompts: list[str], seed: int = 0, batch: int = 8, tenant: str | None = None, progress=None) -> int:
+    """Generate every prompt at full quality (K=0) and insert its latents; returns entries added."""
+    added = 0
+    for embeddings, levels in warm_entries(client, prompts, seed, batch, progress):
+        insert(client, embeddings, levels, None if tenant is None else [tenant] * len(embeddings))
+        added += len(embeddings)
     return added
 
 

@@ -40,13 +40,15 @@ def test_live_replay_and_sim_see_the_same_requests(triton, tmp_path, monkeypatch
     monkeypatch.setattr(bench_live, "simulate", spy_simulate)
     cfg = LiveBenchConfig(trace="twitter", policies=("clipper-ht", "nirvana"), minutes=0.2, out_dir=tmp_path, worker=triton.config.grpc_url,
                           frontdoor_port=__import__("tests.conftest", fromlist=["x"]).free_port_block(1), bin_s=3.0,
-                          reprofile_batches=(1, 4), reprofile_repeats=2)  # the re-profile's full size dominated this test's minutes
+                          reprofile_batches=(1, 4), reprofile_repeats=2,  # the re-profile's full size dominated this test's minutes
+                          warm_prompts=6)
     result = run_live_bench(cfg)
     assert seen["clipper-ht"] == seen["nirvana"] == seen["sim"] and len(seen["sim"]) == result["requests"] > 3
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert len(records) == 2 * result["requests"]
     for rec in records:
         assert {"arrival_s", "deadline_s", "variant", "k", "latency_ms", "clip_score", "relative_quality", "violated"} <= set(rec)
+        assert rec["batch"] >= 1 and 0 < rec["generation_ms"] <= rec["latency_ms"]
     ht = [r for r in records if r["policy"] == "clipper-ht"]
     assert all(r["variant"] == "fast" and r["k"] == 0 and r["clip_score"] is not None for r in ht)
     assert set(result["live"]) == set(result["sim"]) == {"clipper-ht", "nirvana"}
@@ -68,4 +70,39 @@ def test_live_replay_and_sim_see_the_same_requests(triton, tmp_path, monkeypatch
         assert 0.2 < s["before"] < 5 and 0.2 < s["after"] < 5 and s["during"] == pytest.approx((s["before"] + s["after"]) / 2)
         served_from = Profile.load(tmp_path / f"profile_{p}.json")
         assert served_from.variants["k0"].latency_ms[1] == pytest.approx(base.variants["k0"].latency_ms[1] * s["before"], rel=1e-4)
-    assert set(result["sim_at_profile_speed"]) == {"clipper-ht", "nirvana"}
+    assert set(result["sim_at_profile_speed"]) == set(result["sim_bracketed"]) == {"clipper-ht", "nirvana"}
+    # The simulation runs at the speed the replay's own generation calls measured.
+    for p in ("clipper-ht", "nirvana"):
+        assert 0.2 < result["speed"][p]["replay"] < 5
+    # Every policy's tenant held the warm prompts before its replay: clipper-ht's (whose fast
+    # answers cache nothing) finds each of them exactly.
+    import tritonclient.grpc as grpcclient
+
+    from orchestrator.triton.cache import encode, lookup
+
+    warm = bench_live.live_workload(cfg, base).warm_prompts
+    assert result["warm_prompts"] == len(warm) == 6
+    client = grpcclient.InferenceServerClient(triton.config.grpc_url)
+    found = lookup(client, encode(client, list(warm)), tenants=[bench_live.tenant_of("clipper-ht")] * len(warm))
+    client.close()
+    assert (found.similarity.max(axis=1) > 0.999).all()
+
+
+def test_replay_speed_is_the_answers_time_over_the_profiles_for_their_batches():
+    from orchestrator.bench.live import LiveRecord, replay_speed
+    from orchestrator.paths import CPU_PROFILE
+    from orchestrator.profile.schema import Profile
+
+    prof = Profile.load(CPU_PROFILE)
+    k0, fast = prof.variants["k0"], prof.variants["fast"]
+
+    def answered(variant, ms, batch):
+        return LiveRecord("p", "r", 0.0, 1.0, "x", 0, variant=variant, latency_ms=ms + 5, generation_ms=ms, batch=batch)
+
+    recs = [answered("k0", 1.5 * k0.batch_latency_ms(1), 1), answered("fast", 1.5 * fast.batch_latency_ms(4), 4),
+            LiveRecord("p", "shed", 0.0, 1.0, "x", 0, error="RESOURCE_EXHAUSTED: shed")]
+    assert replay_speed(recs, prof) == pytest.approx(1.5)
+    slow_k0 = [answered("k0", 2.0 * k0.batch_latency_ms(2), 2), answered("fast", fast.batch_latency_ms(1), 1)]
+    expected = (2.0 * k0.batch_latency_ms(2) + fast.batch_latency_ms(1)) / (k0.batch_latency_ms(2) + fast.batch_latency_ms(1))
+    assert replay_speed(slow_k0, prof) == pytest.approx(expected)  # weighted by time: the long k0 batch counts more
+    assert replay_speed(recs[2:], prof) is None

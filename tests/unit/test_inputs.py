@@ -140,3 +140,36 @@ def test_real_prompts_get_similarity_from_their_own_text():
     sims = profile.quality.similarity["k25"]
     row = int(np.argmin(np.abs(sims - near)))
     assert views[2].truth["k25"] == pytest.approx(min(1.0, float(profile.quality.relative_quality["k25"][row])))
+
+
+def test_a_warm_cache_is_found_as_the_streams_own_earlier_prompts():
+    """The live bench's warm prompts are in the simulated cache before the first request: a stream
+    prompt near one finds it, the same text is an exact match, and a cold world finds neither."""
+    from orchestrator.paths import CPU_PROFILE
+    from orchestrator.profile.schema import Profile
+    from orchestrator.sim.world import TextWorld, embed_prompts
+
+    profile = Profile.load(CPU_PROFILE)
+    warm = ("a red circle on the left", "a blue square on a yellow background")
+    stream = ["a red circle on the right", "a blue square on a yellow background"]
+    emb = embed_prompts(list(warm) + stream)
+    cold = [TextWorld(profile, emb).observe(p) for p in stream]
+    warmed = [TextWorld(profile, emb, warm).observe(p) for p in stream]
+    assert cold[0].similarity["k25"] == -1.0
+    assert warmed[0].similarity["k25"] == pytest.approx(float(emb[warm[0]] @ emb[stream[0]]), abs=1e-6) and warmed[0].similarity["k25"] > 0.8
+    assert warmed[1].similarity["k25"] == 1.0 and warmed[1].truth["k25"] == 1.0
+
+
+def test_warm_prompts_follow_the_stream_and_leave_it_unchanged():
+    from orchestrator.bench.common import build_workload
+    from orchestrator.paths import CPU_PROFILE
+    from orchestrator.profile.schema import Profile
+    from orchestrator.sim.workload import world_prompt_stream
+
+    profile = Profile.load(CPU_PROFILE)
+    cold = build_workload(profile, "twitter", 1, 1.5, 20.0, "world", cold_cache=True)
+    warm = build_workload(profile, "twitter", 1, 1.5, 20.0, "world", cold_cache=True, warm_prompts=5)
+    assert warm.requests == cold.requests and cold.warm_prompts == ()
+    n = len(cold.requests)
+    assert warm.warm_prompts == tuple(world_prompt_stream(n + 5)[n:])
+    assert warm.make_world().cached == len(set(warm.warm_prompts)) and cold.make_world().cached == 0
