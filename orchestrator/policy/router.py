@@ -57,6 +57,11 @@ class WorkerState:
         """The slowdown a deadline is checked against: the mean plus ``devs`` deviations."""
         return self.slowdown + devs * self.slowdown_dev
 
+    def congestion_price(self, slo_s: float, weight: float) -> float:
+        """Quality points one k0 image of this worker's time is worth now: ``weight`` x its queue (as
+        the router expects it to run) over the SLO. 0 when idle."""
+        return weight * self.backlog_s * self.slowdown / max(slo_s, 1e-9)
+
     def serves(self, variant: str) -> bool:
         return self.healthy and self.hosts(family_of(variant)) and variant not in self.disabled
 
@@ -82,6 +87,16 @@ class ClusterState:
     before a request arrives, the front door's work on the same cores): with the mean alone, about
     one admitted request in six missed its SLO under a 5x overload; the tail keeps that near the
     SLO. 0 checks deadlines against the mean."""
+
+    congestion_weight: float = 1.0
+    """Prompt-aware routing prices a worker's time by the class's plan price plus this times the
+    worker's queue as a fraction of the SLO (``congestion_price``): a drift-plus-penalty rule, so a
+    request that would lose next to nothing on a cheaper variant takes it while a queue is building,
+    rather than a k0 that fills the queue and leaves the burst behind it the fast model or a missed
+    deadline. The plan's price moves once per request and so lags a burst: live, argus sent
+    requests to k0 for 0.002 of predicted quality at price 0 with 0.67 s queued, then the next ones
+    to the fast model (0.37 measured quality) because no K variant met their deadline any more. 0:
+    the plan's price alone."""
 
     seen: np.ndarray | None = None
     """(classes,) recent arrivals per class (decayed at each replan): the class mix, and the
@@ -252,9 +267,10 @@ def route_planned(
 
     Prompt-aware (argus): the plan fixes each class's budget of worker time per request
     (sum of target share x relative cost); each request takes the feasible variant maximising
-    predicted quality - price x relative cost, and the class's price rises when requests spend
-    above the budget and falls below it (dual ascent). So prompts that lose little take the cheap
-    variants and prompts that lose much keep full quality, at the plan's total cost.
+    predicted quality - (price + the worker's congestion price) x relative cost, and the class's
+    price rises when requests spend above the budget and falls below it (dual ascent). So prompts
+    that lose little take the cheap variants and prompts that lose much keep full quality, at the
+    plan's total cost, and fewer keep it while a queue builds.
     Prompt-agnostic (proteus): follow the plan's shares (largest deficit first).
     A plan that cannot be followed in time falls back to the feasible variant with the least
     predicted quality loss; only when no variant is feasible is the request shed.
@@ -279,7 +295,10 @@ def route_planned(
         # worker's cheapest variant: a choice that would not is taken only if nothing else is feasible.
         safe = [f for f in feasible
                 if f[2].tail_slowdown(state.tail_devs) * (f[2].backlog_s + booked_s(profile, f[0], slo_ms)) + cheapest_s(profile, variants, f[2]) <= slo_ms / 1000.0]
-        v, _, w, eta = max(safe or feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0) - price * cost[f[0]], -cost[f[0]]))
+        slo_s = slo_ms / 1000.0
+        v, _, w, eta = max(safe or feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0)
+                                                            - (price + f[2].congestion_price(slo_s, state.congestion_weight)) * cost[f[0]],
+                                                            -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"
         return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=booked_s(profile, v, slo_ms),

@@ -247,6 +247,22 @@ def test_an_exact_cache_match_ties_k0_and_the_cheaper_variant_wins():
     assert make_policy("argus", c).route(request(quality=pred), state(), 0.0).variant == "k25"
 
 
+def test_a_building_queue_prices_worker_time_so_near_lossless_variants_win():
+    """At the plan's price 0, a prompt that loses 0.002 at k25 keeps k0 on an idle worker, but takes
+    k25 once a queue builds (drift-plus-penalty); a prompt that loses much keeps k0 at the same
+    queue; congestion_weight 0 is the plan's price alone."""
+    p = make_policy("argus", ctx())
+    nearly = {"k0": 1.0, "k10": 0.999, "k25": 0.998, "fast": 0.7}
+    fragile = {"k0": 1.0, "k10": 0.8, "k25": 0.6, "fast": 0.5}
+    assert p.route(request(quality=nearly), state(), 0.0).variant == "k0"
+    queued = state(backlog=2.0)  # 2 s queued against a 10 s SLO
+    assert queued.workers[0].congestion_price(10.0, 1.0) == pytest.approx(0.2)
+    assert p.route(request(quality=nearly), queued, 0.0).variant == "k25"
+    assert p.route(request(quality=fragile), queued, 0.0).variant == "k0"
+    queued.congestion_weight = 0.0
+    assert p.route(request(quality=nearly), queued, 0.0).variant == "k0"
+
+
 def test_argus_noprompt_sees_each_variants_mean_not_the_prompt():
     c = ctx()
     p = make_policy("argus-noprompt", c)
