@@ -59,15 +59,25 @@ def unit_rows(embeddings: np.ndarray) -> np.ndarray:
     return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
 
 
+@dataclasses.dataclass(frozen=True)
+class WarmBatch:
+    """Prompts generated at full quality: their k0 images, and what ``insert`` stores."""
+
+    prompts: list[str]
+    images: np.ndarray
+    embeddings: np.ndarray
+    level_latents: np.ndarray
+
+
 def warm_entries(client, prompts: list[str], seed: int = 0, batch: int = 8, progress=None):
-    """Generate prompts at full quality (K=0), yielding (embeddings, level latents) per batch: what
-    ``insert`` stores, so one generation can warm several tenants."""
+    """Generate prompts at full quality (K=0), one ``WarmBatch`` per batch, so one generation can
+    warm several tenants."""
     from orchestrator.triton.client import generate_with_levels
 
     for i in range(0, len(prompts), batch):
         chunk = prompts[i : i + batch]
-        _, levels = generate_with_levels(client, chunk, list(range(seed + i, seed + i + len(chunk))), "k0")
-        yield encode(client, chunk), levels
+        images, levels = generate_with_levels(client, chunk, list(range(seed + i, seed + i + len(chunk))), "k0")
+        yield WarmBatch(chunk, images, encode(client, chunk), levels)
         if progress:
             progress(len(chunk))
 
@@ -75,9 +85,9 @@ def warm_entries(client, prompts: list[str], seed: int = 0, batch: int = 8, prog
 def warm(client, prompts: list[str], seed: int = 0, batch: int = 8, tenant: str | None = None, progress=None) -> int:
     """Generate every prompt at full quality (K=0) and insert its latents; returns entries added."""
     added = 0
-    for embeddings, levels in warm_entries(client, prompts, seed, batch, progress):
-        insert(client, embeddings, levels, None if tenant is None else [tenant] * len(embeddings))
-        added += len(embeddings)
+    for b in warm_entries(client, prompts, seed, batch, progress):
+        insert(client, b.embeddings, b.level_latents, None if tenant is None else [tenant] * len(b.prompts))
+        added += len(b.prompts)
     return added
 
 

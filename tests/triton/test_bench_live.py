@@ -58,7 +58,9 @@ def test_live_replay_and_sim_see_the_same_requests(triton, tmp_path, monkeypatch
     assert result["live"]["clipper-ht"]["lost"] == 0
     # Every k0 answer under load is the image the same request gives alone, and so scores exactly 1.
     k0 = [r for r in records if r["variant"] == "k0"]
-    assert all(r["same_as_reference"] and r["relative_quality"] == 1.0 for r in k0)
+    assert all(r["same_as_reference"] and r["k0_image_of_prompt"] and r["relative_quality"] == 1.0 for r in k0)
+    # Any answer that is a k0 image of its prompt (a K variant resumed from the same text's latent) scores 1.
+    assert all(r["relative_quality"] == 1.0 for r in records if r["k0_image_of_prompt"])
     assert result["live"]["nirvana"]["k0_differs_from_alone"] == 0 and result["live"]["nirvana"]["k0_answers"] == len(k0)
     # Each policy's replay is bracketed by speed checks; its front door served from the profile
     # scaled to the speed before it, and its simulation ran at the mean of both ends.
@@ -106,3 +108,34 @@ def test_replay_speed_is_the_answers_time_over_the_profiles_for_their_batches():
     expected = (2.0 * k0.batch_latency_ms(2) + fast.batch_latency_ms(1)) / (k0.batch_latency_ms(2) + fast.batch_latency_ms(1))
     assert replay_speed(slow_k0, prof) == pytest.approx(expected)  # weighted by time: the long k0 batch counts more
     assert replay_speed(recs[2:], prof) is None
+
+
+def test_an_answer_that_is_a_k0_image_of_its_prompt_scores_one():
+    """A K variant resumed from the same text's latent returns that generation's k0 image: another
+    request's reference or a warm generation's. It is a full-quality image of the prompt (quality 1,
+    as the simulator scores an exact match), though against its own seed's reference the CLIP ratio
+    is noise; any other image keeps its CLIP ratio."""
+    import numpy as np
+
+    from orchestrator.bench.live import LiveRecord, score, summarize_live
+    from orchestrator.sim.workload import Request
+
+    rng = np.random.default_rng(0)
+    img = lambda: rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)  # noqa: E731
+    reqs = [Request("a", 0.0, "a red circle", 1, 1000.0), Request("b", 1.0, "a red circle", 2, 1000.0),
+            Request("c", 2.0, "a blue square", 3, 1000.0), Request("d", 3.0, "a blue square", 4, 1000.0)]
+    refs = {r.request_id: img() for r in reqs}
+    warm = {"a blue square": [img()]}
+    answers = {"a": refs["a"], "b": refs["a"], "c": warm["a blue square"][0], "d": img()}
+    records = [LiveRecord("p", r.request_id, r.arrival_s, r.arrival_s + 1.0, r.prompt, r.seed, variant=v, latency_ms=10.0)
+               for r, v in zip(reqs, ("k0", "k25", "k25", "k25"))]
+    images = {("p", rid): im for rid, im in answers.items()}
+    score(records, images, refs, reqs, warm)
+    by = {r.request_id: r for r in records}
+    assert by["a"].same_as_reference and by["a"].k0_image_of_prompt and by["a"].relative_quality == 1.0
+    assert by["b"].k0_image_of_prompt and by["b"].relative_quality == 1.0  # request a's k0 image, same text
+    assert by["c"].k0_image_of_prompt and by["c"].relative_quality == 1.0  # the warm generation's
+    assert not by["d"].k0_image_of_prompt and by["d"].relative_quality == by["d"].single_reference_quality != 1.0
+    row = summarize_live(records, 4.0)
+    assert row["k0_image_answers"] == 3 and row["mean_quality"] == pytest.approx(np.mean([r.relative_quality for r in records]))
+    assert row["mean_quality_single_reference"] == pytest.approx(np.mean([r.single_reference_quality for r in records]))
