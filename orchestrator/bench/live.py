@@ -146,18 +146,18 @@ def tenant_of(policy: str) -> str:
     return f"bench-{policy}"
 
 
-def warm_entries(worker: str, prompts: tuple[str, ...], log) -> list:
+def generate_warm(worker: str, prompts: tuple[str, ...], log) -> list:
     """The warm prompts generated once at k0 (``WarmBatch``es: their images, and the entries to insert)."""
     import tritonclient.grpc as grpcclient
 
-    from orchestrator.triton.cache import warm_entries as generate_entries
+    from orchestrator.triton.cache import warm_entries
 
     if not prompts:
         return []
     t = time.perf_counter()
     client = grpcclient.InferenceServerClient(worker)
     try:
-        entries = list(generate_entries(client, list(prompts), seed=WARM_SEED))
+        entries = list(warm_entries(client, list(prompts), seed=WARM_SEED))
     finally:
         client.close()
     log(f"warm cache: {len(prompts)} prompts ({len(set(prompts))} distinct) generated at k0 in {time.perf_counter() - t:.0f} s")
@@ -447,7 +447,7 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
         trace, requests, slo_ms, capacity = wl.trace, wl.requests, wl.slo_ms, wl.capacity_rps
         log(f"trace {trace.name}: {len(requests)} requests over {trace.duration_s:.0f} s, peak {cfg.peak_load}x the k0 capacity "
             f"({capacity:.2f} req/s at SLO {slo_ms / 1000:.2f} s), {source_name(cfg.prompts)} prompts; policies {', '.join(cfg.policies)}")
-        warm = warm_entries(worker, wl.warm_prompts, log)
+        warm = generate_warm(worker, wl.warm_prompts, log)
         warm_images: dict[str, list[np.ndarray]] = {}
         for b in warm:
             for p, im in zip(b.prompts, b.images):
