@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from orchestrator.policy.base import PolicyContext, default_plan_interval_s
+from orchestrator.policy.base import PolicyContext
 from orchestrator.policy.registry import make_policy
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.simulator import SimConfig, Simulator, summarize
@@ -68,13 +68,11 @@ def simulate(profile: Profile, requests: list[Request], num_workers: int, polici
     """Each policy on the same requests in the simulator: its table row plus its wall time. Workers
     run at ``profile``'s latencies; policies decide (and replan) from ``decision_profile`` (default
     the same), as a live front door decides from its profile while the machine runs at its own speed."""
-    decide_on = decision_profile or profile
-    ctx = PolicyContext.build(decide_on, slo_ms)
+    ctx = PolicyContext.build(decision_profile or profile, slo_ms)
     rows = {}
     for name in policies:
         t = time.perf_counter()
-        sim = Simulator(profile, make_policy(name, ctx), SimConfig(num_workers, plan_interval_s=default_plan_interval_s(decide_on),
-                                                                      max_batch=max(profile.variants["k0"].latency_ms),
+        sim = Simulator(profile, make_policy(name, ctx), SimConfig(num_workers, max_batch=max(profile.variants["k0"].latency_ms),
                                                                       colocated_families=colocated),
                         world=make_world() if make_world else None)
         rows[name] = {**summarize(sim.run(requests), duration_s), "sim_wall_s": time.perf_counter() - t}

@@ -28,7 +28,7 @@ from orchestrator.sim.world import TableWorld
 class SimConfig:
     num_workers: int
     plan_interval_s: float | None = None
-    """None: the profile's default (``default_plan_interval_s``), as the front door uses."""
+    """None: the default (``default_plan_interval_s``) of the profile the policy decides on, as the front door uses its own."""
     max_batch: int = 8
     colocated_families: tuple[str, ...] = ()
     """Model families every worker holds at once (``WorkerState.colocated``): as a live CPU worker serving the whole repository."""
@@ -106,7 +106,7 @@ def summarize(records: list[Record], duration_s: float) -> dict:
 class Simulator:
     def __init__(self, profile: Profile, policy: Policy, cfg: SimConfig, world: TableWorld | None = None):
         self.profile, self.policy, self.cfg = profile, policy, cfg
-        self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(profile)
+        self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(policy.ctx.profile)
         self.workers = [SimWorker(WorkerState(f"w{i}", fam, colocated=frozenset(cfg.colocated_families)))
                         for i, fam in enumerate(policy.initial_families(cfg.num_workers))]
         self.state = ClusterState([w.state for w in self.workers], np.zeros((len(policy.ctx.classes), len(policy.variants))))
