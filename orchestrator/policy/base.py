@@ -110,7 +110,7 @@ class Policy:
         """Count the arrival, route it, book the decision (the caller holds any lock on ``state``)."""
         state.observe(req, self.variants)
         decision = self.route(req, state, now_s)
-        state.apply(req, decision, self.variants)
+        state.apply(req, decision, self.variants, now_s)
         return decision
 
 

@@ -15,7 +15,7 @@ from orchestrator.policy.router import route_fixed
 @register("clipper-ha")
 class ClipperHA(Policy):
     def route(self, req, state, now_s):
-        return route_fixed(req, state, self.ctx.profile, "k0")
+        return route_fixed(req, state, self.ctx.profile, "k0", now_s)
 
 
 @register("clipper-ht")
@@ -25,7 +25,7 @@ class ClipperHT(Policy):
         return [self.ctx.profile.fastest_variant]
 
     def route(self, req, state, now_s):
-        return route_fixed(req, state, self.ctx.profile, self.ctx.profile.fastest_variant)
+        return route_fixed(req, state, self.ctx.profile, self.ctx.profile.fastest_variant, now_s)
 
 
 @register("nirvana")
@@ -37,4 +37,4 @@ class Nirvana(Policy):
     def route(self, req, state, now_s):
         cached = [v for v in req.available if v.startswith("k") and v != "k0"]
         best = max(cached, key=lambda v: int(v[1:]), default="k0")
-        return route_fixed(req, state, self.ctx.profile, best)
+        return route_fixed(req, state, self.ctx.profile, best, now_s)

@@ -201,13 +201,14 @@ class Engine:
 
     def record(self, adm: Admitted, decision: Decision, generated: Generated | None) -> None:
         """Release the booking (always); for a served request, observe it (the cache insert happens inside Triton)."""
-        observed_s = self.clock() - adm.arrival_s if generated is not None else None  # arrival to answer: the front door's work counts
+        now_s = self.clock()
+        observed_s = now_s - adm.arrival_s if generated is not None else None  # arrival to answer: the front door's work counts
         with self.lock:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self.idle.notify_all()
             if decision.worker is not None:
-                self.metrics.backlog.labels(worker=decision.worker).set(self.state.release(decision, observed_s))
+                self.metrics.backlog.labels(worker=decision.worker).set(self.state.release(decision, now_s, observed_s))
                 self.metrics.slowdown.labels(worker=decision.worker).set(self.state.worker(decision.worker).slowdown)
         self.metrics.in_flight.dec()
         if generated is None:

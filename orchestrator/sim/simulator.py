@@ -200,7 +200,7 @@ class Simulator:
         rec = self.records[rid]
         rec.finish_s = now
         rec.quality = self.truths[rid][decision.variant]
-        self.state.release(decision, observed_s=now - rec.arrival_s)
+        self.state.release(decision, now, observed_s=now - rec.arrival_s)
         self.log.append(SimEvent(now, "done", rid, decision=decision))
 
     def _tick(self, now: float) -> None:
