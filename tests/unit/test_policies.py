@@ -425,13 +425,13 @@ def test_erlang_c():
 
 def test_a_burst_of_arrivals_prices_worker_time_before_a_queue_builds():
     """An idle worker has no congestion price, so a prompt that loses 0.002 at k25 keeps k0 when
-    it arrives alone; right behind other arrivals, the next one is likely to wait for that k0, and
-    the burst price sends it to k25. burst_weight 0: off."""
+    it arrives alone; right behind other arrivals, the next one is likely to wait for that k0
+    longer than its slack, and the burst price sends it to k25. burst_weight 0: off."""
     p = make_policy("argus", ctx())
     nearly = {"k0": 1.0, "k10": 0.999, "k25": 0.998, "fast": 0.7}
 
     def arrival(t_s: float) -> RequestFeatures:
-        return RequestFeatures(f"r{t_s}", t_s, t_s + 10.0, 0, nearly, frozenset(VARIANTS))
+        return RequestFeatures(f"r{t_s}", t_s, t_s + 2.0, 0, nearly, frozenset(VARIANTS))  # SLO 2 s, k0 1 s
 
     def route_after(times: list[float], st: ClusterState) -> str:
         for t in times:
@@ -442,8 +442,14 @@ def test_a_burst_of_arrivals_prices_worker_time_before_a_queue_builds():
     assert route_after([0.0, 100.0], alone) == "k0" and alone.arrival_rate_rps < 1e-3
     burst = state(families=("base",))
     assert route_after([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], burst) == "k25"
-    assert burst.arrival_rate_rps == pytest.approx(sum(0.1 * np.exp(-0.2 * i / 10.0) for i in range(1, 6)))
-    assert burst.burst_price(1.0) == pytest.approx(burst.burst_weight * burst.arrival_rate_rps)  # one worker: its utilization
+    assert burst.arrival_rate_rps == pytest.approx(sum(0.5 * np.exp(-0.2 * i / 2.0) for i in range(1, 6)))
+    assert burst.burst_price(1.0, 1.0) == pytest.approx(burst.burst_weight)  # past saturation: the whole weight
     off = state(families=("base",))
     off.burst_weight = 0.0
     assert route_after([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], off) == "k0"
+    # Below saturation: the chance of waiting (one worker: its utilization), times the chance that
+    # the wait outlasts the slack (M/M/1: exp(-(1 - utilization) x slack / service)).
+    light = state(families=("base",))
+    light.arrival_rate_rps = 0.5
+    assert light.burst_price(1.0) == pytest.approx(light.burst_weight * 0.5)
+    assert light.burst_price(1.0, 1.0) == pytest.approx(light.burst_weight * 0.5 * np.exp(-0.5))
