@@ -356,14 +356,14 @@ def route_planned(
     row = state.served[req.prompt_class]
     total = max(float(row.sum()), 1.0)
     feasible = []
-    for devs in (state.tail_devs, min(state.fallback_devs, state.tail_devs)):
+    for devs in dict.fromkeys((state.tail_devs, min(state.fallback_devs, state.tail_devs))):  # one check when they coincide
         for j, v in enumerate(variants):
             if v not in req.available:
                 continue
             w, eta = estimate(profile, state, v, now_s, devs)
             if w is not None and now_s + eta <= req.deadline_s:
                 feasible.append((v, j, w, eta))
-        if feasible or state.fallback_devs >= state.tail_devs:
+        if feasible:
             break
     if not feasible:
         return Decision(None, None, "no variant can meet the deadline")
