@@ -137,17 +137,45 @@ def eval_embedded(
     console.print("wrote " + ", ".join(str(p) for p in eval_command(out_dir, ground_truth_only, prompts_per_kind, seeds)))
 
 
+LABEL_DURATION_S = 7200.0
+"""The fast/heavy scenario's trace length by default: at 27 s per base image, the Twitter trace's own
+four minutes hold 69 requests at 2x; two hours hold about 1,300."""
+QT_HELP = "A quality table (CSV/TSV, gzip or not): per prompt, model and seed a score (see --table-layout)."
+FAST_HELP = "--quality-table: the fast model's name in the table."
+BASE_HELP = "--quality-table: the base (heavy) model's name in the table."
+
+
+def _table_format(layout: str, prompt_column: str, model_column: str, seed_column: str, score_column: str, models: str, score_kind: str):
+    from orchestrator.sim.quality_table import QualityTableFormat
+
+    return QualityTableFormat(layout, prompt_column, model_column, seed_column, score_column,
+                              tuple(m.strip() for m in models.split(",") if m.strip()), score_kind)
+
+
 @app.command("eval-predictor")
 def eval_predictor(profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"),
                    pairs: Path = typer.Option(CPU_PAIRS, help="Ground-truth triples (argus build-pairs)."),
-                   folds: int = typer.Option(4, help="Template-grouped folds."),
+                   folds: int = typer.Option(4, help="Template-grouped folds (with --quality-table: folds split by prompt text)."),
                    as_json: bool = typer.Option(False, "--json", help="Print only the JSON object."),
-                   per_prompt: bool = typer.Option(False, help="The per-prompt predictor on the profile's quality table instead.")):
-    """Held-out quality prediction on templates never trained on: MAE vs the mean, Spearman, oracle picks, calibration."""
+                   per_prompt: bool = typer.Option(False, help="The per-prompt predictor on the profile's quality table instead."),
+                   quality_table: Optional[Path] = typer.Option(None, help=QT_HELP),
+                   fast: str = typer.Option("sdxl-lightning-2step", help=FAST_HELP),
+                   base: str = typer.Option("sd3.5-large-50step", help=BASE_HELP),
+                   table_layout: str = typer.Option("long", help="long: a row per (prompt, model, seed, score); wide: a score column per model."),
+                   table_prompt_column: str = typer.Option("prompt", help="--quality-table: the prompt column."),
+                   model_column: str = typer.Option("model", help="Long layout: the model column."),
+                   seed_column: str = typer.Option("seed", help="The seed column ('' if none)."),
+                   score_column: str = typer.Option("p_real", help="Long layout: the score column."),
+                   models: str = typer.Option("", help="Wide layout: comma-separated score columns (default: all but prompt and seed)."),
+                   score_kind: str = typer.Option("probability", help="probability (scores near 0 or 1: compared as logits) or raw.")):
+    """Held-out quality prediction on templates never trained on: MAE vs the mean, Spearman, oracle picks, calibration.
+    With --quality-table: the fast model's quality per prompt from its text, against TF-IDF + ridge and the mean."""
     from orchestrator.bench.predictor import run_eval
 
+    fmt = _table_format(table_layout, table_prompt_column, model_column, seed_column, score_column, models, score_kind)
     with _input_errors():
-        result = run_eval(profile_path, None if per_prompt else pairs, folds, None if as_json else console)
+        result = run_eval(profile_path, None if per_prompt else pairs, folds, None if as_json else console,
+                          labels=(quality_table, fast, base, fmt) if quality_table is not None else None)
     _emit(result, as_json)
 
 
@@ -343,9 +371,22 @@ def bench_sweep(
     seeds: int = typer.Option(1, help="Trace/prompt seeds per point: each number is their mean, with a 95% interval."),
     duration_s: Optional[float] = typer.Option(None, help="Compress the trace to this many seconds (simulated)."),
     live_minutes: float = typer.Option(1.0, help="Live: each load's trace compressed to this many minutes."),
-    out_dir: Path = typer.Option(Path("docs"), help="Where sweep_<sim|live>.json/.md and the plots go."),
+    out_dir: Path = typer.Option(Path("docs"), help="Where sweep_<sim|live|labels>.json/.md and the plots go."),
+    quality_table: Optional[Path] = typer.Option(None, help=QT_HELP + " Runs the fast/heavy scenario of two of its models."),
+    fast: str = typer.Option("sdxl-lightning-2step", help=FAST_HELP),
+    base: str = typer.Option("sd3.5-large-50step", help=BASE_HELP),
+    table_layout: str = typer.Option("long", help="--quality-table: long or wide."),
+    table_prompt_column: str = typer.Option("prompt", help="--quality-table: the prompt column."),
+    model_column: str = typer.Option("model", help="Long layout: the model column."),
+    seed_column: str = typer.Option("seed", help="The seed column ('' if none)."),
+    score_column: str = typer.Option("p_real", help="Long layout: the score column."),
+    models: str = typer.Option("", help="Wide layout: comma-separated score columns."),
+    score_kind: str = typer.Option("probability", help="probability (compared as logits) or raw."),
+    fast_latency_s: Optional[float] = typer.Option(None, help="--quality-table: seconds per fast image (default: the HADIS L40S figure)."),
+    base_latency_s: Optional[float] = typer.Option(None, help="--quality-table: seconds per base image (default: the HADIS L40S figure)."),
 ):
-    """Every policy and the oracle across peak loads: plots, a table at 2x, docs/sweep_sim.json."""
+    """Every policy and the oracle across peak loads: plots, a table at 2x, docs/sweep_sim.json
+    (with --quality-table: the fast/heavy scenario, docs/sweep_labels.json)."""
     from orchestrator.bench.sweep import SweepConfig, run_sweep
     from orchestrator.paths import CPU_PROFILE
 
@@ -353,6 +394,13 @@ def bench_sweep(
     trace_src, prompt_src = _sources(trace, time_column, time_unit, time_field, prompts, prompt_column)
     cfg = SweepConfig(trace=trace_src, prompts=prompt_src, num_workers=workers, loads=load_list, seeds=seeds, duration_s=duration_s,
                       live=live, live_minutes=live_minutes, out_dir=out_dir)
+    if quality_table is not None:
+        if live:
+            raise typer.BadParameter("--quality-table runs in the simulator only (its models are not served here)")
+        cfg.quality_table, cfg.fast, cfg.base = quality_table, fast, base
+        cfg.table_format = _table_format(table_layout, table_prompt_column, model_column, seed_column, score_column, models, score_kind)
+        cfg.duration_s = duration_s or LABEL_DURATION_S
+        cfg.model_latency_s = {m: s for m, s in ((fast, fast_latency_s), (base, base_latency_s)) if s is not None}
     if profile_path is not None or live:
         cfg.profile_path = profile_path or CPU_PROFILE
     with _input_errors():

@@ -62,13 +62,29 @@ def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int,
     return Workload(scaled, requests, slo_ms, capacity, make_world, warm)
 
 
+def build_label_workload(scenario, trace: str | TraceSource, num_workers: int, peak_load: float, duration_s: float | None,
+                         slo_factor: float = 2.0, seed: int = 0) -> Workload:
+    """``build_workload`` for the fast/heavy scenario of a quality table (``orchestrator.sim.labels``):
+    the same trace scaling and SLO, test prompts drawn with replacement under ``seed``."""
+    from orchestrator.sim.labels import label_stream, label_world_factory
+
+    k0 = scenario.profile.variants["k0"]
+    slo_ms = slo_factor * k0.latency_ms[1]
+    capacity = num_workers * k0.throughput(slo_ms)
+    scaled = scale_to_peak(load_trace(trace, seed=seed), peak_load * capacity, duration_s, window_s=max(1.0, 2 * k0.latency_ms[1] / 1000.0))
+    requests = request_stream(scaled, label_stream(scenario, len(scaled.arrivals_s), seed), slo_ms, seed=seed)
+    return Workload(scaled, requests, slo_ms, capacity, label_world_factory(scenario))
+
+
 def simulate(profile: Profile, requests: list[Request], num_workers: int, policies: tuple[str, ...], duration_s: float,
              slo_ms: float, make_world: Callable[[], TableWorld] | None = None, colocated: tuple[str, ...] = (),
-             decision_profile: Profile | None = None) -> dict[str, dict]:
+             decision_profile: Profile | None = None, text_predictor=None) -> dict[str, dict]:
     """Each policy on the same requests in the simulator: its table row plus its wall time. Workers
     run at ``profile``'s latencies; policies decide (and replan) from ``decision_profile`` (default
-    the same), as a live front door decides from its profile while the machine runs at its own speed."""
+    the same), as a live front door decides from its profile while the machine runs at its own speed.
+    ``text_predictor``: the policies' context predicts the variants it covers from each prompt's text."""
     ctx = PolicyContext.build(decision_profile or profile, slo_ms)
+    ctx.text = text_predictor  # a deployment's quality table: argus predicts the fast model from the prompt's text
     rows = {}
     for name in policies:
         t = time.perf_counter()

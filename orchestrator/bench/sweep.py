@@ -50,6 +50,14 @@ class SweepConfig:
     live_minutes: float = 1.0
     """Live: each load's trace compressed to this many minutes (every policy replays it)."""
     out_dir: Path = DOCS_DIR
+    quality_table: Path | None = None
+    """A deployment's quality table: the fast/heavy scenario (``orchestrator.sim.labels``) instead of the profile's world."""
+    fast: str = "sdxl-lightning-2step"
+    base: str = "sd3.5-large-50step"
+    table_format: object = None
+    """``QualityTableFormat`` of ``quality_table`` (None: the HADIS table's columns)."""
+    model_latency_s: dict[str, float] | None = None
+    """Seconds per image of the table's models, over ``orchestrator.sim.labels.MODEL_LATENCY_S``."""
 
 
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101,
@@ -87,6 +95,35 @@ def _sim_point(cfg: SweepConfig, profile: Profile, load: float, seed: int) -> di
     return out
 
 
+def _label_point(cfg: SweepConfig, scenario, load: float, seed: int) -> dict[str, dict[str, float]]:
+    """One load of the fast/heavy scenario: every policy on test prompts, argus predicting from text."""
+    from orchestrator.bench.common import build_label_workload
+
+    profile = scenario.profile
+    wl = build_label_workload(scenario, cfg.trace, cfg.num_workers, load, cfg.duration_s, cfg.slo_factor, seed)
+    duration = max(wl.trace.duration_s, 1e-9)
+    both = ("base", "fast")  # both models fit one L40S: no switching cost
+    rows = simulate(profile, wl.requests, cfg.num_workers, policy_names(), duration, wl.slo_ms, wl.make_world, colocated=both,
+                    text_predictor=scenario.predictor)
+    out = {p: _point(r) for p, r in rows.items()}
+    o = oracle(profile, wl.requests, cfg.num_workers, default_plan_interval_s(profile), wl.make_world())
+    out[ORACLE] = _point(o, goodput_rps=(1 - o["slo_violation_pct"] / 100.0) * len(wl.requests) / duration)
+    return out
+
+
+def label_goals(points: list[dict], headline: float) -> list[tuple[str, bool, str]]:
+    """The fast/heavy scenario's goals at the headline load."""
+    by = {(p["policy"], p["peak_load"]): p for p in points}
+    a, n, o = by[("argus", headline)], by[("argus-noprompt", headline)], by[(ORACLE, headline)]
+    gap = o["mean_rel_quality"] - n["mean_rel_quality"]
+    closed = (a["mean_rel_quality"] - n["mean_rel_quality"]) / gap if gap > 0 else float("nan")
+    return [(f"at {headline:g}x, argus closes at least 40% of the quality gap between argus-noprompt and the oracle", closed >= 0.4,
+             f"argus {a['mean_rel_quality']:.3f}, argus-noprompt {n['mean_rel_quality']:.3f}, oracle {o['mean_rel_quality']:.3f}: "
+             f"{100 * closed:.0f}% closed"),
+            (f"at {headline:g}x, argus has no more violations than argus-noprompt", a["violation_rate"] <= n["violation_rate"],
+             f"argus {100 * a['violation_rate']:.1f}% vs {100 * n['violation_rate']:.1f}%")]
+
+
 def _live_point(cfg: SweepConfig, load: float, seed: int, worker: str) -> dict[str, dict[str, float]]:
     from orchestrator.bench.live import LiveBenchConfig, run_live_bench
 
@@ -104,7 +141,7 @@ def aggregate(samples: dict[tuple[str, float], list[dict[str, float]]]) -> list[
         interval = {}
         for m in METRICS:
             mean, lo, hi = ci95([r[m] for r in runs])
-            top = float("inf") if m == "goodput_rps" else 1.0  # an interval never leaves the metric's range
+            top = float("inf") if m == "goodput_rps" else (1.0 if m == "violation_rate" else 2.0)  # an interval never leaves the metric's range
             point[m] = mean
             interval[m] = [max(lo, 0.0), min(hi, top)]
         points.append({**point, "ci95": {**interval, "seeds": len(runs)}})
@@ -186,8 +223,17 @@ def markdown(points: list[dict], headline: float, goal_rows: list[tuple[str, boo
 
 def run_sweep(cfg: SweepConfig, console=None) -> list[dict]:
     t0 = time.perf_counter()
-    mode = "live" if cfg.live else "sim"
-    profile = Profile.load(cfg.profile_path)
+    mode = "live" if cfg.live else ("labels" if cfg.quality_table is not None else "sim")
+    scenario = None
+    if cfg.quality_table is not None:
+        from orchestrator.sim.labels import build_label_scenario
+
+        if cfg.live:
+            raise ValueError("--quality-table runs in the simulator only (its models are not served here)")
+        scenario = build_label_scenario(cfg.quality_table, cfg.fast, cfg.base, cfg.table_format, latency_s=cfg.model_latency_s)
+        profile = scenario.profile
+    else:
+        profile = Profile.load(cfg.profile_path)
     samples: dict[tuple[str, float], list[dict[str, float]]] = {}
     server = None
     worker = None
@@ -200,7 +246,10 @@ def run_sweep(cfg: SweepConfig, console=None) -> list[dict]:
     try:
         for load in cfg.loads:
             for seed in range(cfg.seeds):
-                rows = _live_point(cfg, load, seed, worker) if cfg.live else _sim_point(cfg, profile, load, seed)
+                if scenario is not None:
+                    rows = _label_point(cfg, scenario, load, seed)
+                else:
+                    rows = _live_point(cfg, load, seed, worker) if cfg.live else _sim_point(cfg, profile, load, seed)
                 for policy, row in rows.items():
                     samples.setdefault((policy, load), []).append(row)
                 if console:
@@ -214,11 +263,16 @@ def run_sweep(cfg: SweepConfig, console=None) -> list[dict]:
     (cfg.out_dir / f"sweep_{mode}.json").write_text(json.dumps(points, indent=1) + "\n")
     plots = plot(points, cfg.out_dir, mode)
     workers = 1 if cfg.live else cfg.num_workers
-    header = (f"# Load sweep ({mode}): `argus bench sweep{' --live' if cfg.live else ''} --seeds {cfg.seeds}`\n\n"
-              f"Trace {source_name(cfg.trace)}, {source_name(cfg.prompts)} prompts, {workers} worker(s), profile `{cfg.profile_path.name}`, "
+    what = (f"the fast/heavy scenario of `{cfg.quality_table}` (k0 = {cfg.base}, fast = {cfg.fast}; test prompts only; "
+            f"quality 1 + pct(fast) - pct(base) of the table's score, not ours)" if scenario is not None else
+            f"{source_name(cfg.prompts)} prompts, profile `{cfg.profile_path.name}`")
+    flags = " --live" if cfg.live else (f" --quality-table {cfg.quality_table} --fast {cfg.fast} --base {cfg.base}" if scenario is not None else "")
+    header = (f"# Load sweep ({mode}): `argus bench sweep{flags} --seeds {cfg.seeds}`\n\n"
+              f"Trace {source_name(cfg.trace)}, {what}, {workers} worker(s), "
               f"SLO {cfg.slo_factor:g}x the k0 batch-of-one latency; loads {', '.join(f'{x:g}' for x in cfg.loads)}x the k0 capacity; "
               f"{time.perf_counter() - t0:.0f} s on this machine. Plots: {', '.join(p.name for p in plots)}.")
-    goal_rows = goals(points, cfg.headline_load) if any(p["peak_load"] == cfg.headline_load for p in points) else []
+    goal_fn = label_goals if scenario is not None else goals
+    goal_rows = goal_fn(points, cfg.headline_load) if any(p["peak_load"] == cfg.headline_load for p in points) else []
     (cfg.out_dir / f"sweep_{mode}.md").write_text(markdown(points, cfg.headline_load, goal_rows, header))
     if console:
         from rich.table import Table

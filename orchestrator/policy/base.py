@@ -21,6 +21,7 @@ from orchestrator.policy.pair_predictor import PairQualityPredictor, SourceCandi
 from orchestrator.policy.planner import Plan
 from orchestrator.policy.predictor import QualityPredictor
 from orchestrator.policy.router import ClusterState, Decision, RequestFeatures, family_of
+from orchestrator.policy.text_predictor import TextQualityPredictor
 from orchestrator.profile.schema import Profile
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ class PolicyContext:
     """With one, a request's K variants are predicted from the prompt and each cached source the
     cache offers (``rank_sources``), and resume from the best of them rather than the most similar;
     the fast model from the prompt. None: the per-prompt predictor on the best similarity."""
+    text: TextQualityPredictor | None = None
+    """With one, the variants it predicts (a deployment's quality table: the fast model) are
+    predicted from the prompt's text rather than its embedding."""
 
     @classmethod
     def build(cls, profile: Profile, slo_ms: float, num_classes: int = NUM_PROMPT_CLASSES) -> PolicyContext:
@@ -57,7 +61,7 @@ class PolicyContext:
         return cls(profile, QualityPredictor.fit(profile.quality), PromptClasses.fit(profile.quality.embeddings, k=num_classes), slo_ms)
 
     def features(self, request_id: str, arrival_s: float, slo_ms: float, embedding: np.ndarray, similarity: dict[str, float],
-                 servable: frozenset[str], candidates: SourceCandidates | None = None) -> RequestFeatures:
+                 servable: frozenset[str], candidates: SourceCandidates | None = None, text: str | None = None) -> RequestFeatures:
         """A request's features from its prompt embedding and the cache's best similarity per K:
         prompt class, predicted quality per variant, and the variants on offer (the cache clears
         the level's threshold, and some healthy worker can run it). With a pair predictor and the
@@ -69,6 +73,8 @@ class PolicyContext:
                                   {v: vp[v].k for v in candidates.ids})
             similarity, sources = {**similarity, **ranked.similarity}, ranked.entry
             quality = {**quality, **ranked.quality, **({"fast": self.pair.predict_fast(embedding)} if "fast" in quality else {})}
+        if self.text is not None and text is not None:  # a deployment's labels: a fast model may beat the base on a prompt (not capped at k0)
+            quality = {**quality, **{v: q for v, q in self.text.predict(text).items() if v in quality}}
         return RequestFeatures(request_id, arrival_s, arrival_s + slo_ms / 1000.0, self.classes.assign(embedding),
                                quality, self.profile.available_variants(similarity) & servable, sources)
 

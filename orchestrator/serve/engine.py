@@ -166,7 +166,7 @@ class Engine:
         with self.lock:  # a dead worker or a timed-out variant is not on offer
             servable = self.state.servable(self.policy.variants)
         features = self.policy.ctx.features(adm.request_id, adm.arrival_s, adm.slo_ms, probe.embedding, sims, servable,
-                                            self.candidates(probe) if sims else None)
+                                            self.candidates(probe) if sims else None, text=adm.prompt)
         return Featurized(features, probe, sims)
 
     def candidates(self, probe: Probe) -> SourceCandidates | None:

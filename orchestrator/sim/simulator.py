@@ -151,7 +151,8 @@ class Simulator:
         view = self.world.observe(req.prompt)
         self.truths[req.request_id] = view.truth
         feats = self.policy.ctx.features(req.request_id, req.arrival_s, req.slo_ms, view.embedding,
-                                         view.similarity if self.policy.uses_cache else {}, self.state.servable(self.policy.variants))
+                                         view.similarity if self.policy.uses_cache else {}, self.state.servable(self.policy.variants),
+                                         text=req.prompt)
         d = self.policy.decide(feats, self.state, now)
         self.log.append(SimEvent(now, "arrival", req.request_id, decision=d))
         self.records[req.request_id] = Record(req.request_id, now, feats.deadline_s, d.variant, None, 0.0)
