@@ -232,15 +232,20 @@ PROMPT_FILES = {"diffusiondb": "prompts/diffusiondb_2m_first_5k_prompts.txt", "p
 
 
 def load_prompts(source: str | PromptSource, n: int, seed: int = 0, root: Path = SHARED) -> list[str]:
-    """The prompt stream: the world's (``n`` prompts, seeded), a bundled set, or a user's file, in order."""
+    """The prompt stream of ``n`` prompts: the world's (seeded), or drawn from a bundled set or a user's
+    file uniformly with replacement under ``seed``. A file is never cycled (past its length every
+    request would be an exact repeat of an earlier one), and each seed draws another order; a
+    repeat happens as often as chance makes it."""
     src = source if isinstance(source, PromptSource) else PromptSource(source)
     if src.name == "world":
         return world_prompt_stream(n, seed=seed)
     if src.name in PROMPT_FILES:
-        return real_prompts(src.name, root)
-    from orchestrator.sim.inputs import read_prompts
+        pool = real_prompts(src.name, root)
+    else:
+        from orchestrator.sim.inputs import read_prompts
 
-    return read_prompts(Path(src.name), src.column)
+        pool = read_prompts(Path(src.name), src.column)
+    return [pool[i] for i in np.random.default_rng(seed).integers(0, len(pool), n)]
 
 
 def real_prompts(name: str = "diffusiondb", root: Path = SHARED) -> list[str]:

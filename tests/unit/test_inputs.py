@@ -88,7 +88,19 @@ def test_prompt_files_in_every_format(tmp_path):
     assert read_prompts(csv_, "caption") == ["a, b", "c"]
     jsonl = write(tmp_path / "p.jsonl", '{"prompt": "one"}\n{"prompt": "two", "n": 1}\n')
     assert read_prompts(jsonl) == ["one", "two"]
-    assert load_prompts(PromptSource(str(csv_), column="text"), n=5) == ["x", "y"]
+    drawn = load_prompts(PromptSource(str(csv_), column="text"), n=5)
+    assert len(drawn) == 5 and set(drawn) <= {"x", "y"}
+
+
+def test_a_prompt_file_is_sampled_under_the_seed_never_cycled(tmp_path):
+    path = write(tmp_path / "p.txt", "\n".join(f"prompt number {i}" for i in range(200)) + "\n")
+    streams = [load_prompts(PromptSource(str(path)), n=300, seed=s) for s in range(3)]
+    assert streams[0] == load_prompts(PromptSource(str(path)), n=300, seed=0)  # reproducible
+    assert len({tuple(s) for s in streams}) == 3  # --seeds 3: three different streams
+    cycled = [f"prompt number {i % 200}" for i in range(300)]
+    assert all(s != cycled for s in streams)
+    # past the file's length not every request is a repeat: with replacement, about 1/e of the file is never drawn
+    assert 0.5 < len(set(streams[0])) / 200 < 0.9
 
 
 @pytest.mark.parametrize(
