@@ -112,6 +112,8 @@ class LiveRecord:
     """Bit-identical to a k0 image of its prompt: its own reference, another request's of the same
     text, or a warm generation's (a K variant resumed from the same text's latent finishes that
     generation's trajectory). Such an answer is a full-quality image of the prompt: quality 1."""
+    quality_source: str | None = None
+    """How relative_quality was scored: ground_truth (a world prompt) or clip (a real prompt)."""
     single_reference_quality: float | None = None
     """CLIP score over its own reference's alone (floored and capped), whatever the image is: the
     scoring before k0 images of the prompt counted as 1, kept for comparison."""
@@ -306,7 +308,8 @@ def reference_images(requests: list[Request], worker: str) -> dict[str, np.ndarr
 
 def score(records: list[LiveRecord], images: dict, refs: dict[str, np.ndarray], requests: list[Request],
           warm_images: dict[str, list[np.ndarray]] | None = None) -> None:
-    """CLIP score of every returned image relative to its k0 reference's, with the profile's floor
+    """Relative quality of every returned image against its k0 reference: by ground truth for world
+    prompts (``ground_truth_quality``), by CLIP score for real prompts, with the profile's floor
     and cap (``tiny_model.quality.relative_quality``). An answer bit-identical to a k0 image of its
     prompt (its own reference, another request's of the same text, a warm generation's) is quality
     1 exactly: it is a full-quality image of that prompt, as the simulator scores an exact cache
@@ -330,15 +333,34 @@ def score(records: list[LiveRecord], images: dict, refs: dict[str, np.ndarray], 
     k0_images: dict[str, list[np.ndarray]] = {p: list(ims) for p, ims in (warm_images or {}).items()}
     for r in requests:
         k0_images.setdefault(r.prompt, []).append(refs[r.request_id])
+    truth = ground_truth_quality(served, images, refs)
     for rec, s, q in zip(served, scores, rel):
         image = images[(rec.policy, rec.request_id)]
         same = bool(np.array_equal(image, refs[rec.request_id]))
         rec.k0_image_of_prompt = same or any(np.array_equal(image, k0) for k0 in k0_images[rec.prompt])
         rec.clip_score = float(s)
         rec.single_reference_quality = 1.0 if same else float(q)
-        rec.relative_quality = 1.0 if rec.k0_image_of_prompt else float(q)
+        rec.quality_source = "ground_truth" if rec.request_id in truth else "clip"
+        rec.relative_quality = 1.0 if rec.k0_image_of_prompt else truth.get(rec.request_id, float(q))
         if rec.variant == "k0":
             rec.same_as_reference = same
+
+
+def ground_truth_quality(served: list[LiveRecord], images: dict, refs: dict[str, np.ndarray]) -> dict[str, float]:
+    """World prompts, by ground truth against the prompt's own specification: the answer's share of
+    named attributes the check confirms over its k0 reference's (floored and capped as the CLIP ratio).
+    A CLIP ratio of one image moved live quality by about +-7 points between runs; ground truth does
+    not depend on a second model. Real prompts (no specification) are absent: they keep the CLIP ratio."""
+    from tiny_model.gt_eval import attribute_accuracy
+    from tiny_model.quality import relative_quality
+    from tiny_model.world import ground_truth_check, parse_caption
+
+    world = [r for r in served if parse_caption(r.prompt) is not None]
+    if not world:
+        return {}
+    answer = np.array([attribute_accuracy(ground_truth_check(images[(r.policy, r.request_id)], r.prompt)) for r in world])
+    reference = np.array([attribute_accuracy(ground_truth_check(refs[r.request_id], r.prompt)) for r in world])
+    return {r.request_id: float(q) for r, q in zip(world, relative_quality(answer, reference))}
 
 
 def _clip(scorer, imgs: np.ndarray, prompts: list[str], batch: int = 256) -> np.ndarray:

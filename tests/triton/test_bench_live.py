@@ -135,7 +135,38 @@ def test_an_answer_that_is_a_k0_image_of_its_prompt_scores_one():
     assert by["a"].same_as_reference and by["a"].k0_image_of_prompt and by["a"].relative_quality == 1.0
     assert by["b"].k0_image_of_prompt and by["b"].relative_quality == 1.0  # request a's k0 image, same text
     assert by["c"].k0_image_of_prompt and by["c"].relative_quality == 1.0  # the warm generation's
-    assert not by["d"].k0_image_of_prompt and by["d"].relative_quality == by["d"].single_reference_quality != 1.0
+    assert not by["d"].k0_image_of_prompt and by["d"].single_reference_quality != 1.0
+    assert by["d"].quality_source == "ground_truth"  # a world prompt: scored against its specification, not by CLIP
     row = summarize_live(records, 4.0)
     assert row["k0_image_answers"] == 3 and row["mean_quality"] == pytest.approx(np.mean([r.relative_quality for r in records]))
     assert row["mean_quality_single_reference"] == pytest.approx(np.mean([r.single_reference_quality for r in records]))
+
+
+def test_world_prompts_are_scored_live_by_ground_truth_and_real_prompts_by_clip():
+    """A world prompt's answer is scored against the prompt's own specification (its render passes,
+    a wrong colour loses), relative to its reference's; a real prompt keeps the CLIP ratio."""
+    import numpy as np
+
+    from orchestrator.bench.live import LiveRecord, score
+    from orchestrator.sim.workload import Request
+    import dataclasses
+    import random
+
+    from tiny_model.world import render, sample_scene
+
+    scene = sample_scene(random.Random(4), "simple")
+    wrong = dataclasses.replace(scene, objects=(dataclasses.replace(scene.objects[0], color="green" if scene.objects[0].color != "green" else "red"),))
+    good, bad = np.asarray(render(scene)), np.asarray(render(wrong))
+    reqs = [Request("w1", 0.0, scene.caption(), 1, 1000.0), Request("w2", 1.0, scene.caption(), 2, 1000.0),
+            Request("r", 2.0, "an astronaut riding a horse", 3, 1000.0)]
+    refs = {"w1": good.copy(), "w2": good.copy(), "r": np.full((32, 32, 3), 128, np.uint8)}
+    nudged = good.copy()
+    nudged[0, 0, 0] ^= 1  # not bit-identical to a k0 image, still the scene
+    images = {("p", "w1"): nudged, ("p", "w2"): bad,
+              ("p", "r"): np.full((32, 32, 3), 120, np.uint8)}
+    records = [LiveRecord("p", r.request_id, r.arrival_s, r.arrival_s + 1.0, r.prompt, r.seed, variant="k25", latency_ms=10.0) for r in reqs]
+    score(records, images, refs, reqs)
+    by = {r.request_id: r for r in records}
+    assert by["w1"].quality_source == "ground_truth" and by["w1"].relative_quality == 1.0
+    assert by["w2"].quality_source == "ground_truth" and by["w2"].relative_quality < 1.0
+    assert by["r"].quality_source == "clip" and by["r"].relative_quality == by["r"].single_reference_quality
