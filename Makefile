@@ -26,7 +26,7 @@ bench: $(STAMP)  ## serving benchmark (ratios measured side by side)
 perf: $(STAMP)  ## perf_analyzer against t2i_k0 (starts and stops its own server)
 	$(VENV)/bin/argus triton up --models unet,t2i_k0 && $(VENV)/bin/argus perf --model t2i_k0; rc=$$?; $(VENV)/bin/argus triton down; exit $$rc
 
-train: $(STAMP)  ## reproduce tiny_model/weights from the seed (about 45 min on 2 cores)
+train: $(STAMP)  ## reproduce tiny_model/weights from the seed, stage by stage, into runs/train_stages (hours on 2 cores)
 	$(VENV)/bin/argus train-embedded
 
 clean:

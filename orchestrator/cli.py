@@ -113,14 +113,15 @@ def train_embedded(
     smoke: bool = typer.Option(False, help="A few steps of every phase (for CI); writes to --out."),
     out: Optional[Path] = typer.Option(None, help="Weights directory (default: tiny_model/weights)."),
     seed: int = typer.Option(0),
-    recipe: str = typer.Option("shipped", help="shipped (the weights in the repository) or long (the stronger recipe in training)."),
+    recipe: str = typer.Option("stages", help="stages (the shipped weights: the seed recipe, then every gated stage), seed (stage 0 alone) "
+                                              "or long (the earlier long recipe)."),
     ckpt: Optional[Path] = typer.Option(None, help="Checkpoint directory: a stopped run resumes from it (default for long: runs/train_long)."),
 ):
     """Reproduce the embedded model's weights from a seed."""
-    from tiny_model.train import train_command
+    from tiny_model.stages import train_command
 
-    if recipe not in ("shipped", "long"):
-        raise typer.BadParameter(f"--recipe must be shipped or long, not {recipe!r}")
+    if recipe not in ("stages", "seed", "long"):
+        raise typer.BadParameter(f"--recipe must be stages, seed or long, not {recipe!r}")
     console.print_json(json.dumps(train_command(smoke, out, seed, recipe, ckpt)))
 
 

@@ -275,19 +275,30 @@ def eval_command(out_dir: Path, ground_truth_only: bool, prompts_per_kind: int, 
 
     torch.set_num_threads(2)
     paths = [write_gt_report(GTEvalConfig(prompts_per_kind=prompts_per_kind, seeds=seeds, out_dir=out_dir))]
-    if not ground_truth_only:
-        paths.append(write_report(out_dir))
+    paths.append(write_report(out_dir, clip_report=not ground_truth_only))
     return paths
 
 
-def write_report(out_dir: Path) -> Path:
-    """Measure, then write ``embedded_model.md`` (after its hand-written head)."""
+def write_report(out_dir: Path, clip_report: bool = True) -> Path:
+    """``embedded_model.md``: its hand-written head, the training stages (weights/stages.json), the
+    ground-truth tables (``embedded_model.gt.md``) and, with ``clip_report``, the CLIP-score report (measured now)."""
     from tiny_model.models import WEIGHTS_DIR
+    from tiny_model.stages import STAGES_FILE, stages_markdown
 
-    results = run_eval(EvalConfig(out_dir=out_dir))
     meta = json.loads((WEIGHTS_DIR / "meta.json").read_text())
-    head_path = out_dir / "embedded_model.head.md"
-    head = head_path.read_text() if head_path.exists() else ""
+    parts = []
+    for name in ("embedded_model.head.md",):
+        if (out_dir / name).exists():
+            parts.append((out_dir / name).read_text())
+    if (WEIGHTS_DIR / STAGES_FILE).exists():
+        parts.append("\n## Training stages (`tiny_model/weights/stages.json`; `argus train-embedded` replays them from the seed)\n\n"
+                     "Ground truth per kind (simple/medium/hard/counting, % fully correct) before and after each stage, by its gate "
+                     "(`tiny_model.stages.GateConfig`: 200 rendered scenes per kind for the round trip, 24 prompts x 2 seeds per kind "
+                     "for k0 and fast):\n\n" + stages_markdown(json.loads((WEIGHTS_DIR / STAGES_FILE).read_text())))
+    if (out_dir / "embedded_model.gt.md").exists():
+        parts.append("\n" + (out_dir / "embedded_model.gt.md").read_text())
+    if clip_report:
+        parts.append(render_markdown(run_eval(EvalConfig(out_dir=out_dir)), meta))
     path = out_dir / "embedded_model.md"
-    path.write_text(head + render_markdown(results, meta))
+    path.write_text("".join(parts))
     return path

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.paths import DOCS_DIR
-from tiny_model.world import BACKGROUNDS, COLORS, COUNT_SLOTS, MULTI_SLOTS, SHAPES, Scene, ground_truth_check, sample_scene
+from tiny_model.world import BACKGROUNDS, COLORS, COUNT_SLOTS, MULTI_SLOTS, SHAPES, Scene, ground_truth_check, render, sample_scene
 
 KINDS = ("simple", "medium", "hard", "counting")
 LEVELS = (5, 10, 15, 20, 25)
@@ -40,6 +40,7 @@ class GTEvalConfig:
     """Generations per prompt and variant (at least 4: the noise floor needs them)."""
     batch: int = 32
     seed: int = 2024
+    roundtrip_scenes_per_kind: int = 200
     out_dir: Path = DOCS_DIR
 
 
@@ -69,6 +70,26 @@ def perturb(scene: Scene, difference: str, rng: random.Random) -> Scene | None:
         return dataclasses.replace(scene, objects=(dataclasses.replace(objs[0], shape=rng.choice([s for s in SHAPES if s != objs[0].shape])),
                                                    *objs[1:]))
     raise ValueError(f"unknown difference {difference!r}")
+
+
+def vae_roundtrip(comps, scenes_per_kind: int = 200, seed: int = 777) -> dict[str, dict[str, float]]:
+    """Encode and decode rendered scenes (no diffusion): the share whose decoded image passes the
+    ground-truth check of its own caption, per kind. The ceiling of any UNet on this VAE."""
+    import torch
+
+    rng = random.Random(seed)
+    out = {}
+    for kind in KINDS:
+        scenes = [sample_scene(rng, kind) for _ in range(scenes_per_kind)]
+        ok = []
+        for i in range(0, len(scenes), 100):
+            x = torch.from_numpy(np.stack([np.asarray(render(s)) for s in scenes[i : i + 100]])).permute(0, 3, 1, 2).float() / 127.5 - 1
+            with torch.no_grad():
+                rec = comps.vae.decode(comps.vae.encode(x).latent_dist.mean).sample
+            img = ((rec.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            ok += [ground_truth_check(im, s.caption())["all"] for im, s in zip(img, scenes[i : i + 100])]
+        out[kind] = {"gt_all_correct": float(np.mean(ok)), "n": len(ok)}
+    return out
 
 
 def attribute_accuracy(check: dict[str, float] | None) -> float:
@@ -174,6 +195,9 @@ def run_gt_eval(cfg: GTEvalConfig, pipe=None, log=print) -> dict:
         v = f"k{k}"
         pair_rel = relative_quality(pair_q[v], base[idx_of])
         out["step_skip_by_difference"][v] = {d: float(pair_rel[diff_of == d].mean()) for d in DIFFERENCES if (diff_of == d).any()}
+    if getattr(pipe, "c", None) is not None:  # the VAE's own round trip of rendered scenes: the ceiling of any UNet
+        out["vae_roundtrip"] = {k: {"gt_all_correct": v["gt_all_correct"]} for k, v in vae_roundtrip(pipe.c, cfg.roundtrip_scenes_per_kind).items()}
+        log(f"VAE round trip: {out['vae_roundtrip']} ({time.perf_counter() - t0:.0f} s)")
     out["config"] = {"prompts_per_kind": cfg.prompts_per_kind, "seeds": S, "source_pairs": len(pairs), "seed": cfg.seed,
                      "wall_s": round(time.perf_counter() - t0, 1)}
     return out
@@ -184,4 +208,30 @@ def write_gt_report(cfg: GTEvalConfig, log=print) -> Path:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     path = cfg.out_dir / "embedded_model.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
+    (cfg.out_dir / "embedded_model.gt.md").write_text(gt_markdown(result))
     return path
+
+
+def gt_markdown(result: dict) -> str:
+    """docs/embedded_model.json as tables for people: fully correct and attribute accuracy per variant
+    and kind, relative quality, step skipping by what differs, the VAE's round trip."""
+    v = result["variants"]
+    cfg = result.get("config", {})
+    lines = [f"## Ground truth, seed-averaged (`argus eval-embedded --ground-truth-only --prompts-per-kind {cfg.get('prompts_per_kind')} "
+             f"--seeds {cfg.get('seeds')}`)", "",
+             f"{cfg.get('prompts_per_kind')} prompts per kind x {cfg.get('seeds')} seeds; {cfg.get('source_pairs')} cached sources that differ "
+             f"in one kind of attribute; {cfg.get('wall_s', 0) / 60:.0f} min on this CPU. Seed noise (std of a prompt's K=0 attribute "
+             f"accuracy across seeds): {result['seed_noise_std']:.3f}.", "",
+             "| variant | " + " | ".join(f"{k}: fully correct / attributes / rel. quality" for k in KINDS) + " | rel. quality std across prompts |",
+             "|---|" + "---|" * (len(KINDS) + 1)]
+    for name, row in v.items():
+        cells = [f"{100 * row[k]['gt_all_correct']:.0f}% / {row[k]['gt_attr_acc']:.2f} / {row[k]['rel_quality_mean']:.2f}" for k in KINDS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['rel_quality_std_across_prompts']:.3f} |")
+    lines += ["", "Step skipping by what differs between the prompt and its cached source (mean relative quality):", "",
+              "| K | " + " | ".join(DIFFERENCES) + " |", "|---|" + "---|" * len(DIFFERENCES)]
+    for k, row in result["step_skip_by_difference"].items():
+        lines.append(f"| {k} | " + " | ".join(f"{row[d]:.2f}" if d in row else "-" for d in DIFFERENCES) + " |")
+    if "vae_roundtrip" in result:
+        lines += ["", "The VAE's own round trip of rendered scenes (no diffusion), fully correct: " +
+                  ", ".join(f"{k} {100 * result['vae_roundtrip'][k]['gt_all_correct']:.0f}%" for k in KINDS) + "."]
+    return "\n".join(lines) + "\n"

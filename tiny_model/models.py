@@ -19,7 +19,11 @@ import numpy as np
 import torch
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-TOKEN_LEN = 24
+TOKEN_LEN = 32
+"""Token positions the text encoder reads (<bos> ... <eos>, padded): covers the world grammar's longest
+caption (29 tokens), so no caption is cut. The seed recipe (stage 0) trained with 24; stage 2
+(``tiny_model.stages``) extended it. ``meta.json``'s ``token_len`` says which a weights directory has."""
+SEED_TOKEN_LEN = 24
 TEXT_DIM = 64
 POOLED_DIM = 64
 TIME_IDS_DIM = 6
@@ -42,7 +46,7 @@ BASE_UNET = UNetSpec("unet", (64, 128), 50)
 FAST_UNET = UNetSpec("unet_fast", (32, 64), 20)
 
 
-def clip_config(vocab_size: int):
+def clip_config(vocab_size: int, token_len: int = TOKEN_LEN):
     from transformers import CLIPConfig
 
     text = dict(
@@ -51,7 +55,7 @@ def clip_config(vocab_size: int):
         intermediate_size=4 * TEXT_DIM,
         num_hidden_layers=3,
         num_attention_heads=4,
-        max_position_embeddings=TOKEN_LEN,
+        max_position_embeddings=token_len,
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=2,
@@ -115,11 +119,19 @@ def default_time_ids() -> np.ndarray:
 
 
 class PromptTokenizer:
-    """A BPE tokenizer (``tokenizers``) padded/truncated to TOKEN_LEN with <bos> ... <eos>."""
+    """A BPE tokenizer (``tokenizers``) padded/truncated to ``token_len`` with <bos> ... <eos>."""
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, token_len: int = TOKEN_LEN):
         self._tok = tokenizer
         self.vocab_size = tokenizer.get_vocab_size()
+        self.token_len = token_len
+
+    def with_token_len(self, token_len: int) -> PromptTokenizer:
+        return PromptTokenizer(self._tok, token_len)
+
+    def count(self, prompt: str) -> int:
+        """Tokens of ``prompt`` with <bos> and <eos>, before any truncation."""
+        return len(self._tok.encode(prompt).ids) + 2
 
     @classmethod
     def train(cls, texts: list[str], vocab_size: int = 2048) -> PromptTokenizer:
@@ -135,19 +147,19 @@ class PromptTokenizer:
         return cls(tok)
 
     @classmethod
-    def load(cls, path: Path) -> PromptTokenizer:
+    def load(cls, path: Path, token_len: int = TOKEN_LEN) -> PromptTokenizer:
         from tokenizers import Tokenizer
 
-        return cls(Tokenizer.from_file(str(path)))
+        return cls(Tokenizer.from_file(str(path)), token_len)
 
     def save(self, path: Path) -> None:
         self._tok.save(str(path))
 
     def __call__(self, prompts: list[str]) -> np.ndarray:
-        """Token ids (N, TOKEN_LEN) int64; every prompt, however long or odd, tokenizes."""
-        out = np.zeros((len(prompts), TOKEN_LEN), dtype=np.int64)
+        """Token ids (N, token_len) int64; every prompt, however long or odd, tokenizes."""
+        out = np.zeros((len(prompts), self.token_len), dtype=np.int64)
         for i, enc in enumerate(self._tok.encode_batch(list(prompts))):
-            ids = [1] + enc.ids[: TOKEN_LEN - 2] + [2]
+            ids = [1] + enc.ids[: self.token_len - 2] + [2]
             out[i, : len(ids)] = ids
         return out
 
@@ -173,6 +185,12 @@ def _meta(weights_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def weights_token_len(weights_dir: Path | None = None) -> int:
+    """The text encoder's token positions in a weights directory (24 before stage 2 recorded it)."""
+    meta = _meta(Path(weights_dir or WEIGHTS_DIR))
+    return int(meta.get("token_len", SEED_TOKEN_LEN)) if meta else TOKEN_LEN
+
+
 def _load_into(module: torch.nn.Module, path: Path) -> bool:
     from safetensors.torch import load_file
 
@@ -186,7 +204,7 @@ def load_tokenizer(weights_dir: Path | None = None) -> PromptTokenizer:
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     if _meta(weights_dir) is None:
         return _fallback_tokenizer()
-    return PromptTokenizer.load(weights_dir / "tokenizer.json")
+    return PromptTokenizer.load(weights_dir / "tokenizer.json", weights_token_len(weights_dir))
 
 
 # Each component is seeded on its own, so loading one never changes another's random init.
@@ -196,7 +214,7 @@ def load_clip(weights_dir: Path | None = None, seed: int = 0, tokenizer: PromptT
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     tokenizer = tokenizer or load_tokenizer(weights_dir)
     torch.manual_seed(seed)
-    clip = CLIPModel(clip_config(tokenizer.vocab_size))
+    clip = CLIPModel(clip_config(tokenizer.vocab_size, tokenizer.token_len))
     if _meta(weights_dir) is not None:
         _load_into(clip, weights_dir / "clip.safetensors")
     return clip.eval()

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tiny_model.models import (
     BASE_UNET,
     FAST_UNET,
+    SEED_TOKEN_LEN,
     WEIGHTS_DIR,
     Components,
     PromptTokenizer,
@@ -40,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     num_scenes: int = 40_000
     vocab_size: int = 2048
+    token_len: int = SEED_TOKEN_LEN  # the seed recipe's; stage 2 of tiny_model.stages extends it
     clip_steps: int = 800
     clip_batch: int = 256
     clip_lr: float = 1e-3
@@ -113,7 +115,8 @@ def real_prompts(prompts_dir: Path | None) -> list[str]:
 
 
 def train_tokenizer(cfg: TrainConfig, data: Dataset) -> PromptTokenizer:
-    return PromptTokenizer.train(data.captions + real_prompts(cfg.shared_prompts_dir), vocab_size=cfg.vocab_size)
+    tok = PromptTokenizer.train(data.captions + real_prompts(cfg.shared_prompts_dir), vocab_size=cfg.vocab_size)
+    return tok.with_token_len(cfg.token_len)
 
 
 def train_clip(cfg: TrainConfig, comps: Components, data: Dataset) -> list[float]:
@@ -323,7 +326,7 @@ def train_embedded(cfg: TrainConfig) -> dict:
     data = phase("dataset", make_dataset, cfg)
     tok_path = ckpt / "tokenizer.json" if ckpt is not None else None
     if tok_path is not None and tok_path.exists():
-        tokenizer = PromptTokenizer.load(tok_path)
+        tokenizer = PromptTokenizer.load(tok_path, cfg.token_len)
     else:
         tokenizer = phase("tokenizer", train_tokenizer, cfg, data)
         if tok_path is not None:
@@ -338,6 +341,7 @@ def train_embedded(cfg: TrainConfig) -> dict:
     meta = {
         "seed": cfg.seed,
         "vae_scaling_factor": scaling,
+        "token_len": cfg.token_len,
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items() if k != "out_dir"},
         "wall_s": {**walls, "total": round(time.time() - t0, 1)},
         "torch_threads": cfg.num_threads,
@@ -359,20 +363,3 @@ if __name__ == "__main__":
         print(train_embedded(TrainConfig.smoke(Path("/tmp/argus_smoke_weights"))))
     else:
         print(train_embedded(TrainConfig()))
-
-
-def train_command(smoke: bool, out: Path | None, seed: int, recipe: str = "shipped", ckpt: Path | None = None) -> dict:
-    """``argus train-embedded``: the full schedule into tiny_model/weights (or ``out``); ``smoke``: a
-    few steps of every phase into runs/smoke_weights (CI); ``recipe="long"``: the longer recipe,
-    checkpointed into ``ckpt`` (default runs/train_long) so that it resumes. Returns the wall time per phase."""
-    if smoke:
-        cfg = TrainConfig.smoke(out or Path("runs/smoke_weights"))
-        cfg.ckpt_dir = ckpt
-    elif recipe == "long":
-        cfg = TrainConfig.long(ckpt or Path("runs/train_long"))
-    else:
-        cfg = TrainConfig(seed=seed, ckpt_dir=ckpt)
-    if out and not smoke:
-        cfg.out_dir = out
-    cfg.seed = seed
-    return train_embedded(cfg)["wall_s"]

@@ -45,7 +45,7 @@ def test_embedded_model_round_trips_the_diffusers_layout(tiny_dir):
         assert (tiny_dir / sub).is_dir(), sub
     parts = load(tiny_dir)
     assert [t.name for t in parts.towers] == ["text_encoder_2"] and parts.towers[0].pooled
-    assert parts.latent_shape == (4, 8, 8) and parts.image_size == 32 and parts.token_len == 24
+    assert parts.latent_shape == (4, 8, 8) and parts.image_size == 32 and parts.token_len == 32
     assert set(parts.extra_unets) == {"unet_fast"}
 
 

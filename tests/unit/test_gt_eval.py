@@ -83,3 +83,7 @@ def test_the_json_has_the_documented_keys_and_a_perfect_model_scores_one(monkeyp
     assert set(out["step_skip_by_difference"]) == {f"k{k}" for k in LEVELS}
     assert set(out["step_skip_by_difference"]["k25"]) == set(DIFFERENCES)
     assert out["seed_noise_std"] == 0.0
+    from tiny_model.gt_eval import gt_markdown
+
+    text = gt_markdown(out)
+    assert "| k0 | 100% / 1.00 / 1.00" in text and "| k25 |" in text

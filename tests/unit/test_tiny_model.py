@@ -110,3 +110,61 @@ def test_the_front_doors_sampler_scores_with_a_clip_directory_and_survives_a_bad
     bad._thread.join(30)
     assert not bad._thread.is_alive() and bad.scored == 0  # scoring off, logged; submit still never blocks
     bad.submit(img, "a red circle", "k0")
+
+
+def test_token_len_covers_the_longest_caption_of_the_grammar():
+    """No caption is cut: <bos> + every token + <eos> fits TOKEN_LEN, over a large sample of every kind."""
+    tok = load_tokenizer()
+    rng = random.Random(3)
+    longest = max(tok.count(sample_scene(rng, kind).caption()) for kind in ("simple", "medium", "hard", "counting") for _ in range(1500))
+    assert longest <= TOKEN_LEN == tok.token_len, (longest, TOKEN_LEN)
+    ids = tok(["a large purple triangle at the bottom and a large yellow square on the right and a large orange circle on the left on a white background"])
+    assert (ids[0] == 2).sum() == 1 and ids[0, -1] == 0  # <eos> present, room to spare
+
+
+class _Latents:
+    def __init__(self, x):
+        self.mean = x
+
+
+class _Out:
+    def __init__(self, x):
+        self.latent_dist, self.sample = _Latents(x), x
+
+
+class _FakeVAE:
+    """encode/decode as identities (a perfect round trip), or decode to gray (a broken decoder)."""
+
+    def __init__(self, broken: bool):
+        self.broken = broken
+
+    def encode(self, x):
+        return _Out(x)
+
+    def decode(self, z):
+        return _Out(torch.zeros_like(z) if self.broken else z)
+
+
+def test_vae_roundtrip_measures_the_decoder():
+    from types import SimpleNamespace
+
+    from tiny_model.gt_eval import vae_roundtrip
+
+    perfect = vae_roundtrip(SimpleNamespace(vae=_FakeVAE(False)), scenes_per_kind=40)
+    broken = vae_roundtrip(SimpleNamespace(vae=_FakeVAE(True)), scenes_per_kind=40)
+    assert set(perfect) == {"simple", "medium", "hard", "counting"}
+    assert all(v["gt_all_correct"] >= 0.98 for v in perfect.values()), perfect
+    assert all(v["gt_all_correct"] == 0.0 for v in broken.values()), broken
+
+
+def test_shipped_weights_are_small_and_load_without_training():
+    """Under 100 MB in the repository, loaded from safetensors in one pass (no optimiser, no training state)."""
+    import json
+
+    sizes = {p.name: p.stat().st_size for p in WEIGHTS_DIR.iterdir()}
+    assert sum(sizes.values()) < 100e6, sizes
+    assert not any(name.endswith((".pt", ".ckpt", ".bin")) for name in sizes), sizes
+    meta = json.loads((WEIGHTS_DIR / "meta.json").read_text())
+    comps = load_components()
+    assert comps.tokenizer.token_len == meta.get("token_len", 24) == comps.clip.config.text_config.max_position_embeddings
+    assert not any(p.requires_grad and p.grad is not None for p in comps.unets["unet"].parameters())

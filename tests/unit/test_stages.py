@@ -1,0 +1,71 @@
+"""Training in stages: the gate ships only what measures better, records every stage, and the
+whole-caption stage leaves every earlier text position exactly as it was."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import torch
+
+import tiny_model.stages as st
+from tiny_model.models import SEED_TOKEN_LEN, WEIGHTS_DIR, load_clip, load_tokenizer
+
+
+def _metrics(vae: float, k0: list[float]) -> dict:
+    kinds = st.KINDS
+    out = {"vae_roundtrip": {k: {"gt_all_correct": vae} for k in kinds}, "k0": {k: {"gt_all_correct": q} for k, q in zip(kinds, k0)},
+           "fast": {k: {"gt_all_correct": 0.0} for k in kinds}}
+    out["mean_gt_all_correct"] = {key: sum(out[key][k]["gt_all_correct"] for k in kinds) / 4 for key in ("vae_roundtrip", "k0", "fast")}
+    return out
+
+
+def test_the_gate_ships_only_a_measured_improvement():
+    before = _metrics(0.5, [0.5, 0.1, 0.0, 0.5])
+    assert st.better(before, _metrics(0.6, [0.5, 0.1, 0.0, 0.5]))  # the round trip rose, nothing fell
+    assert st.better(before, _metrics(0.5, [0.6, 0.2, 0.0, 0.5]))
+    assert not st.better(before, before)  # no change is no reason to ship
+    assert not st.better(before, _metrics(0.4, [0.9, 0.9, 0.9, 0.9]))  # the VAE got worse
+    assert not st.better(before, _metrics(0.6, [0.9, 0.0, 0.0, 0.3]))  # counting fell by 20 points
+
+
+def test_extended_positions_leave_earlier_hidden_states_unchanged():
+    """Causal attention: a caption that fit in 24 tokens gets the same hidden states at 32."""
+    tok = load_tokenizer()
+    clip = load_clip(tokenizer=tok)
+    short = tok.with_token_len(SEED_TOKEN_LEN)
+    if clip.config.text_config.max_position_embeddings != SEED_TOKEN_LEN:  # weights past stage 2: rebuild a 24-position copy
+        state = {k: (v[:SEED_TOKEN_LEN] if k == "text_model.embeddings.position_embedding.weight" else v) for k, v in clip.state_dict().items()
+                 if not k.endswith("position_ids")}
+        from transformers import CLIPModel
+
+        from tiny_model.models import clip_config
+
+        clip = CLIPModel(clip_config(tok.vocab_size, SEED_TOKEN_LEN))
+        clip.load_state_dict(state, strict=False)
+        clip.eval()
+    long_clip = st.extend_positions(clip, 32)
+    prompts = ["a red circle", "a small blue square at the top on a gray background"]
+    with torch.no_grad():
+        a = clip.text_model(input_ids=torch.from_numpy(short(prompts))).last_hidden_state
+        b = long_clip.text_model(input_ids=torch.from_numpy(tok.with_token_len(32)(prompts))).last_hidden_state
+    assert b.shape[1] == 32
+    torch.testing.assert_close(a, b[:, :SEED_TOKEN_LEN], rtol=0, atol=1e-5)
+
+
+def test_a_stage_is_recorded_and_shipped_only_when_better(tmp_path, monkeypatch):
+    src = tmp_path / "weights"
+    shutil.copytree(WEIGHTS_DIR, src)
+    vae_before = (src / "vae.safetensors").read_bytes()
+    monkeypatch.setitem(st.STAGES, "decoder_objects", dataclasses.replace(st.STAGES["decoder_objects"], steps=2, num_scenes=64, batch=8))
+    gate = st.GateConfig(roundtrip_scenes_per_kind=4, prompts_per_kind=1, seeds=1)
+    never = lambda before, after: False  # noqa: E731
+    monkeypatch.setattr(st, "better", never)
+    record = st.run_stage("decoder_objects", src, ckpt_dir=tmp_path / "ckpt", gate=gate, log=lambda *_: None)
+    assert record["shipped"] is False
+    assert (src / "vae.safetensors").read_bytes() == vae_before  # not better: the shipped weights are untouched
+    records = json.loads((src / st.STAGES_FILE).read_text())
+    assert records[-1]["stage"] == "decoder_objects" and {"recipe", "steps", "wall_s", "before", "after"} <= set(records[-1])
+    assert (tmp_path / "ckpt" / "candidate" / "vae.safetensors").exists()  # the candidate is kept beside the checkpoints
+    assert not list(src.glob("*.pt"))
