@@ -140,8 +140,10 @@ def test_real_prompts_get_similarity_from_their_own_text():
     from orchestrator.sim.world import TextWorld, embed_prompts
 
     profile = Profile.load(CPU_PROFILE)
+    # One word apart before the pooled token: the tiny CLIP pools at the highest token id (transformers'
+    # legacy rule for eos id 2), so words after it ("left" -> "right") do not move the pooled embedding.
     prompts = ["a red circle on the left", "a photo of an astronaut riding a horse on mars",
-               "a red circle on the right", "a photo of an astronaut riding a horse on mars"]
+               "a large red circle on the left", "a photo of an astronaut riding a horse on mars"]
     world = TextWorld(profile, embed_prompts(prompts))
     views = [world.observe(p) for p in prompts]
     assert views[0].similarity["k25"] == -1.0  # nothing cached yet
@@ -150,8 +152,9 @@ def test_real_prompts_get_similarity_from_their_own_text():
     assert views[3].similarity["k25"] == 1.0 and views[3].truth["k25"] == 1.0  # an exact repeat resumes its own trajectory
     # The truth at K is that of the profiled prompt whose measured similarity at K is nearest.
     sims = profile.quality.similarity["k25"]
-    row = int(np.argmin(np.abs(sims - near)))
-    assert views[2].truth["k25"] == pytest.approx(min(1.0, float(profile.quality.relative_quality["k25"][row])))
+    dist = np.abs(sims - near)
+    rows = np.flatnonzero(dist <= dist.min() + 1e-6)  # profiled prompts can share a similarity exactly
+    assert any(views[2].truth["k25"] == pytest.approx(min(1.0, float(profile.quality.relative_quality["k25"][r]))) for r in rows)
 
 
 def test_a_warm_cache_is_found_as_the_streams_own_earlier_prompts():
