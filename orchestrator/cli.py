@@ -142,8 +142,16 @@ LABEL_DURATION_S = 7200.0
 """The fast/heavy scenario's trace length by default: at 27 s per base image, the Twitter trace's own
 four minutes hold 69 requests at 2x; two hours hold about 1,300."""
 QT_HELP = "A quality table (CSV/TSV, gzip or not): per prompt, model and seed a score (see --table-layout)."
-FAST_HELP = "--quality-table: the fast model's name in the table."
-BASE_HELP = "--quality-table: the base (heavy) model's name in the table."
+# The quality table's options, one definition for every command that reads a table.
+FAST_OPT = typer.Option("sdxl-lightning-2step", help="--quality-table: the fast model's name in the table.")
+BASE_OPT = typer.Option("sd3.5-large-50step", help="--quality-table: the base (heavy) model's name in the table.")
+LAYOUT_OPT = typer.Option("long", help="--quality-table: long (a row per prompt, model, seed and score) or wide (a score column per model).")
+PROMPT_COLUMN_OPT = typer.Option("prompt", help="--quality-table: the prompt column.")
+MODEL_COLUMN_OPT = typer.Option("model", help="Long layout: the model column.")
+SEED_COLUMN_OPT = typer.Option("seed", help="The seed column ('' if none).")
+SCORE_COLUMN_OPT = typer.Option("p_real", help="Long layout: the score column.")
+MODELS_OPT = typer.Option("", help="Wide layout: comma-separated score columns (default: all but prompt and seed).")
+SCORE_KIND_OPT = typer.Option("probability", help="probability (scores near 0 or 1: compared as logits) or raw.")
 
 
 def _table_format(layout: str, prompt_column: str, model_column: str, seed_column: str, score_column: str, models: str, score_kind: str):
@@ -160,15 +168,9 @@ def eval_predictor(profile_path: Path = typer.Option(Path("profiles/cpu_tiny.jso
                    as_json: bool = typer.Option(False, "--json", help="Print only the JSON object."),
                    per_prompt: bool = typer.Option(False, help="The per-prompt predictor on the profile's quality table instead."),
                    quality_table: Optional[Path] = typer.Option(None, help=QT_HELP),
-                   fast: str = typer.Option("sdxl-lightning-2step", help=FAST_HELP),
-                   base: str = typer.Option("sd3.5-large-50step", help=BASE_HELP),
-                   table_layout: str = typer.Option("long", help="long: a row per (prompt, model, seed, score); wide: a score column per model."),
-                   table_prompt_column: str = typer.Option("prompt", help="--quality-table: the prompt column."),
-                   model_column: str = typer.Option("model", help="Long layout: the model column."),
-                   seed_column: str = typer.Option("seed", help="The seed column ('' if none)."),
-                   score_column: str = typer.Option("p_real", help="Long layout: the score column."),
-                   models: str = typer.Option("", help="Wide layout: comma-separated score columns (default: all but prompt and seed)."),
-                   score_kind: str = typer.Option("probability", help="probability (scores near 0 or 1: compared as logits) or raw.")):
+                   fast: str = FAST_OPT, base: str = BASE_OPT, table_layout: str = LAYOUT_OPT, table_prompt_column: str = PROMPT_COLUMN_OPT,
+                   model_column: str = MODEL_COLUMN_OPT, seed_column: str = SEED_COLUMN_OPT, score_column: str = SCORE_COLUMN_OPT,
+                   models: str = MODELS_OPT, score_kind: str = SCORE_KIND_OPT):
     """Held-out quality prediction on templates never trained on: MAE vs the mean, Spearman, oracle picks, calibration.
     With --quality-table: the fast model's quality per prompt from its text, against TF-IDF + ridge and the mean."""
     from orchestrator.bench.predictor import run_eval
@@ -374,15 +376,9 @@ def bench_sweep(
     live_minutes: float = typer.Option(1.0, help="Live: each load's trace compressed to this many minutes."),
     out_dir: Path = typer.Option(Path("docs"), help="Where sweep_<sim|live|labels>.json/.md and the plots go."),
     quality_table: Optional[Path] = typer.Option(None, help=QT_HELP + " Runs the fast/heavy scenario of two of its models."),
-    fast: str = typer.Option("sdxl-lightning-2step", help=FAST_HELP),
-    base: str = typer.Option("sd3.5-large-50step", help=BASE_HELP),
-    table_layout: str = typer.Option("long", help="--quality-table: long or wide."),
-    table_prompt_column: str = typer.Option("prompt", help="--quality-table: the prompt column."),
-    model_column: str = typer.Option("model", help="Long layout: the model column."),
-    seed_column: str = typer.Option("seed", help="The seed column ('' if none)."),
-    score_column: str = typer.Option("p_real", help="Long layout: the score column."),
-    models: str = typer.Option("", help="Wide layout: comma-separated score columns."),
-    score_kind: str = typer.Option("probability", help="probability (compared as logits) or raw."),
+    fast: str = FAST_OPT, base: str = BASE_OPT, table_layout: str = LAYOUT_OPT, table_prompt_column: str = PROMPT_COLUMN_OPT,
+    model_column: str = MODEL_COLUMN_OPT, seed_column: str = SEED_COLUMN_OPT, score_column: str = SCORE_COLUMN_OPT,
+    models: str = MODELS_OPT, score_kind: str = SCORE_KIND_OPT,
     fast_latency_s: Optional[float] = typer.Option(None, help="--quality-table: seconds per fast image (default: the HADIS L40S figure)."),
     base_latency_s: Optional[float] = typer.Option(None, help="--quality-table: seconds per base image (default: the HADIS L40S figure)."),
 ):

@@ -286,10 +286,8 @@ def write_report(out_dir: Path, clip_report: bool = True) -> Path:
     from tiny_model.stages import STAGES_FILE, stages_markdown
 
     meta = json.loads((WEIGHTS_DIR / "meta.json").read_text())
-    parts = []
-    for name in ("embedded_model.head.md",):
-        if (out_dir / name).exists():
-            parts.append((out_dir / name).read_text())
+    head = out_dir / "embedded_model.head.md"
+    parts = [head.read_text()] if head.exists() else []
     if (WEIGHTS_DIR / STAGES_FILE).exists():
         parts.append("\n## Training stages (`tiny_model/weights/stages.json`; `argus train-embedded` replays them from the seed)\n\n"
                      "Ground truth per kind (simple/medium/hard/counting, % fully correct) before and after each stage, by its gate "

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.paths import DOCS_DIR
-from tiny_model.world import BACKGROUNDS, COLORS, COUNT_SLOTS, MULTI_SLOTS, SHAPES, Scene, ground_truth_check, render, sample_scene
+from tiny_model.world import BACKGROUNDS, COLORS, COUNT_SLOTS, MULTI_SLOTS, SHAPES, Scene, ground_truth_check, sample_scene
 
 KINDS = ("simple", "medium", "hard", "counting")
 LEVELS = (5, 10, 15, 20, 25)
@@ -77,13 +77,15 @@ def vae_roundtrip(comps, scenes_per_kind: int = 200, seed: int = 777) -> dict[st
     ground-truth check of its own caption, per kind. The ceiling of any UNet on this VAE."""
     import torch
 
+    from tiny_model.train import scene_images
+
     rng = random.Random(seed)
     out = {}
     for kind in KINDS:
         scenes = [sample_scene(rng, kind) for _ in range(scenes_per_kind)]
         ok = []
         for i in range(0, len(scenes), 100):
-            x = torch.from_numpy(np.stack([np.asarray(render(s)) for s in scenes[i : i + 100]])).permute(0, 3, 1, 2).float() / 127.5 - 1
+            x = scene_images(scenes[i : i + 100])
             with torch.no_grad():
                 rec = comps.vae.decode(comps.vae.encode(x).latent_dist.mean).sample
             img = ((rec.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

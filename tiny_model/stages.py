@@ -37,7 +37,8 @@ from tiny_model.models import (
     Components,
     load_components,
 )
-from tiny_model.world import BACKGROUNDS, render, sample_scene
+from tiny_model.train import scene_images
+from tiny_model.world import BACKGROUNDS, sample_scene
 
 KINDS = ("simple", "medium", "hard", "counting")
 STAGES_FILE = "stages.json"
@@ -57,15 +58,10 @@ class GateConfig:
     seed: int = 777
 
 
-def _images(scenes) -> torch.Tensor:
-    arr = np.stack([np.asarray(render(s)) for s in scenes])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 @torch.no_grad()
 def k0_ground_truth(comps: Components, cfg: GateConfig, fast: bool = False) -> dict[str, dict[str, float]]:
     """Full-quality (or fast-model) generations scored by ground truth, per kind, seed-averaged."""
-    from tiny_model.gt_eval import attribute_accuracy
+    from tiny_model.gt_eval import _generate, attribute_accuracy
     from tiny_model.pipeline import TinyPipeline
     from tiny_model.world import ground_truth_check
 
@@ -77,7 +73,7 @@ def k0_ground_truth(comps: Components, cfg: GateConfig, fast: bool = False) -> d
         rep = [p for p in prompts for _ in range(cfg.seeds)]
         seeds = [7000 + i for i in range(len(rep))]
         kw = {"unet": FAST_UNET.name, "num_inference_steps": FAST_UNET.num_inference_steps} if fast else {}
-        img = np.concatenate([pipe.generate(rep[i : i + 48], seeds[i : i + 48], **kw) for i in range(0, len(rep), 48)])
+        img = _generate(pipe, rep, seeds, 48, **kw)
         checks = [ground_truth_check(im, p) for im, p in zip(img, rep)]
         out[kind] = {"gt_all_correct": float(np.mean([c["all"] for c in checks])),
                      "gt_attr_acc": float(np.mean([attribute_accuracy(c) for c in checks])), "n": len(rep)}
@@ -136,7 +132,7 @@ class DecoderStage:
         from tiny_model.train import StepCheckpoint, _cosine_lr
 
         scenes = balanced_scenes(self.num_scenes, self.seed, dict(self.kind_weights))
-        images = _images(scenes)
+        images = scene_images(scenes)
         masks = object_mask(scenes, images)
         vae = comps.vae
         with torch.no_grad():  # the encoder is frozen: its posterior is computed once
@@ -199,7 +195,7 @@ class WholeCaptionStage:
         walls = {}
         t = time.time()
         scenes = balanced_scenes(self.num_scenes, self.seed, dict(self.kind_weights))
-        data = Dataset(_images(scenes), [s.caption() for s in scenes], [s.kind for s in scenes])
+        data = Dataset(scene_images(scenes), [s.caption() for s in scenes], [s.kind for s in scenes])
         old_len = comps.tokenizer.token_len
         comps.clip = extend_positions(comps.clip, self.token_len)
         comps.tokenizer = comps.tokenizer.with_token_len(self.token_len)

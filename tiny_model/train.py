@@ -94,12 +94,16 @@ def _cosine_lr(opt, base_lr: float, step: int, total: int, warmup: int = 50) -> 
         g["lr"] = max(lr, base_lr * 0.02)
 
 
+def scene_images(scenes) -> torch.Tensor:
+    """Rendered scenes as the VAE takes them: (N, 3, 32, 32) float in [-1, 1]."""
+    arr = np.stack([np.asarray(render(s)) for s in scenes])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 def make_dataset(cfg: TrainConfig) -> Dataset:
     rng = random.Random(cfg.seed)
     scenes = [sample_scene(rng) for _ in range(cfg.num_scenes)]
-    arr = np.stack([np.asarray(render(s)) for s in scenes])
-    images = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return Dataset(images, [s.caption() for s in scenes], [s.kind for s in scenes])
+    return Dataset(scene_images(scenes), [s.caption() for s in scenes], [s.kind for s in scenes])
 
 
 def real_prompts(prompts_dir: Path | None) -> list[str]:

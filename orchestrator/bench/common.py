@@ -45,10 +45,7 @@ def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int,
     ``warm_prompts`` more prompts of the same source, the ones after the stream's, are in the cache
     before the first request: a deployment's cache persists (its own pod with a volume), so a
     replay of a few minutes from an empty one measures a cold start rather than serving."""
-    k0 = profile.variants["k0"]
-    slo_ms = slo_factor * k0.latency_ms[1]
-    capacity = num_workers * k0.throughput(slo_ms)
-    scaled = scale_to_peak(load_trace(trace, seed=seed), peak_load * capacity, duration_s, window_s=max(1.0, 2 * k0.latency_ms[1] / 1000.0))
+    scaled, slo_ms, capacity = _scaled_trace(profile, trace, num_workers, peak_load, duration_s, slo_factor, seed)
     n = len(scaled.arrivals_s)
     stream = load_prompts(prompts, n + warm_prompts, seed=seed)  # the world's stream is prefix-stable: its first n are the same
     requests = request_stream(scaled, stream, slo_ms, seed=seed)
@@ -62,16 +59,23 @@ def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int,
     return Workload(scaled, requests, slo_ms, capacity, make_world, warm)
 
 
+def _scaled_trace(profile: Profile, trace: str | TraceSource, num_workers: int, peak_load: float, duration_s: float | None,
+                  slo_factor: float, seed: int) -> tuple[Trace, float, float]:
+    """(the trace scaled so its peak is ``peak_load`` x the cluster's k0 capacity, the SLO in ms, that capacity)."""
+    k0 = profile.variants["k0"]
+    slo_ms = slo_factor * k0.latency_ms[1]
+    capacity = num_workers * k0.throughput(slo_ms)
+    scaled = scale_to_peak(load_trace(trace, seed=seed), peak_load * capacity, duration_s, window_s=max(1.0, 2 * k0.latency_ms[1] / 1000.0))
+    return scaled, slo_ms, capacity
+
+
 def build_label_workload(scenario, trace: str | TraceSource, num_workers: int, peak_load: float, duration_s: float | None,
                          slo_factor: float = 2.0, seed: int = 0) -> Workload:
     """``build_workload`` for the fast/heavy scenario of a quality table (``orchestrator.sim.labels``):
     the same trace scaling and SLO, test prompts drawn with replacement under ``seed``."""
     from orchestrator.sim.labels import label_stream, label_world_factory
 
-    k0 = scenario.profile.variants["k0"]
-    slo_ms = slo_factor * k0.latency_ms[1]
-    capacity = num_workers * k0.throughput(slo_ms)
-    scaled = scale_to_peak(load_trace(trace, seed=seed), peak_load * capacity, duration_s, window_s=max(1.0, 2 * k0.latency_ms[1] / 1000.0))
+    scaled, slo_ms, capacity = _scaled_trace(scenario.profile, trace, num_workers, peak_load, duration_s, slo_factor, seed)
     requests = request_stream(scaled, label_stream(scenario, len(scaled.arrivals_s), seed), slo_ms, seed=seed)
     return Workload(scaled, requests, slo_ms, capacity, label_world_factory(scenario))
 

@@ -131,12 +131,16 @@ def summary(h: HeldOut, speed_ms: dict[str, float], tolerance: float = 0.0) -> d
         rhos.append(spearmanr(p, m).statistic if np.std(p) > 0 and np.std(m) > 0 else 0.0)
     pred = np.concatenate([h.predicted[v] for v in h.predicted])
     meas = np.concatenate([h.measured[v] for v in h.predicted])
+    return {"mae_ratio_to_mean": float(np.mean(ratios)), "spearman": float(np.mean(rhos)),
+            "oracle_pick_agreement": oracle_agreement(h, speed_ms, tolerance), "calibration": calibration(pred, meas)}
+
+
+def calibration(pred: np.ndarray, meas: np.ndarray) -> list[dict]:
+    """Deciles of predicted quality: mean predicted against mean measured, and how many in each."""
     edges = np.quantile(pred, np.linspace(0, 1, 11))
     which = np.clip(np.searchsorted(edges, pred, side="right") - 1, 0, 9)
-    calibration = [{"decile": d + 1, "predicted": float(pred[which == d].mean()), "measured": float(meas[which == d].mean()),
-                    "n": int((which == d).sum())} for d in range(10) if (which == d).any()]
-    return {"mae_ratio_to_mean": float(np.mean(ratios)), "spearman": float(np.mean(rhos)),
-            "oracle_pick_agreement": oracle_agreement(h, speed_ms, tolerance), "calibration": calibration}
+    return [{"decile": d + 1, "predicted": float(pred[which == d].mean()), "measured": float(meas[which == d].mean()),
+             "n": int((which == d).sum())} for d in range(10) if (which == d).any()]
 
 
 def run_pair_eval(pairs_path: Path, profile_path: Path, folds: int = 4, console=None) -> dict:
@@ -196,13 +200,9 @@ def gain_capture_at_half(predicted: np.ndarray, measured: np.ndarray) -> float:
 def label_summary(predicted: np.ndarray, measured: np.ndarray, mean_baseline: np.ndarray) -> dict:
     from scipy.stats import spearmanr
 
-    edges = np.quantile(predicted, np.linspace(0, 1, 11))
-    which = np.clip(np.searchsorted(edges, predicted, side="right") - 1, 0, 9)
-    calibration = [{"decile": d + 1, "predicted": float(predicted[which == d].mean()), "measured": float(measured[which == d].mean()),
-                    "n": int((which == d).sum())} for d in range(10) if (which == d).any()]
     return {"spearman": float(spearmanr(predicted, measured).statistic) if np.std(predicted) > 0 else 0.0,
             "mae_ratio_to_mean": float(np.abs(predicted - measured).mean() / max(np.abs(mean_baseline - measured).mean(), 1e-12)),
-            "gain_capture_at_half": gain_capture_at_half(predicted, measured), "calibration": calibration}
+            "gain_capture_at_half": gain_capture_at_half(predicted, measured), "calibration": calibration(predicted, measured)}
 
 
 def run_label_eval(table_path: Path, fast: str, base: str, fmt=None, folds: int = 4, seed: int = 0, console=None) -> dict:
@@ -213,8 +213,8 @@ def run_label_eval(table_path: Path, fast: str, base: str, fmt=None, folds: int 
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
 
-    from orchestrator.policy.text_predictor import TextQualityPredictor
-    from orchestrator.sim.quality_table import QualityTableFormat, folds_by_text, read_quality_table
+    from orchestrator.policy.text_predictor import TextQualityPredictor, folds_by_text
+    from orchestrator.sim.quality_table import QualityTableFormat, read_quality_table
 
     labels = read_quality_table(table_path, fmt or QualityTableFormat())
     rows = labels.both(fast, base)

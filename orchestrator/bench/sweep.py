@@ -87,8 +87,13 @@ def _point(row: dict, goodput_rps: float | None = None) -> dict[str, float]:
 
 def _sim_point(cfg: SweepConfig, profile: Profile, load: float, seed: int) -> dict[str, dict[str, float]]:
     wl = build_workload(profile, cfg.trace, cfg.num_workers, load, cfg.duration_s, cfg.prompts, cfg.slo_factor, seed)
+    return _policies_and_oracle(cfg, profile, wl)
+
+
+def _policies_and_oracle(cfg: SweepConfig, profile: Profile, wl, **simulate_kw) -> dict[str, dict[str, float]]:
+    """Every policy, then the offline oracle, on one workload: a sweep point's rows."""
     duration = max(wl.trace.duration_s, 1e-9)
-    rows = simulate(profile, wl.requests, cfg.num_workers, policy_names(), duration, wl.slo_ms, wl.make_world)
+    rows = simulate(profile, wl.requests, cfg.num_workers, policy_names(), duration, wl.slo_ms, wl.make_world, **simulate_kw)
     out = {p: _point(r) for p, r in rows.items()}
     o = oracle(profile, wl.requests, cfg.num_workers, default_plan_interval_s(profile), wl.make_world())
     out[ORACLE] = _point(o, goodput_rps=(1 - o["slo_violation_pct"] / 100.0) * len(wl.requests) / duration)
@@ -99,16 +104,9 @@ def _label_point(cfg: SweepConfig, scenario, load: float, seed: int) -> dict[str
     """One load of the fast/heavy scenario: every policy on test prompts, argus predicting from text."""
     from orchestrator.bench.common import build_label_workload
 
-    profile = scenario.profile
     wl = build_label_workload(scenario, cfg.trace, cfg.num_workers, load, cfg.duration_s, cfg.slo_factor, seed)
-    duration = max(wl.trace.duration_s, 1e-9)
     both = ("base", "fast")  # both models fit one L40S: no switching cost
-    rows = simulate(profile, wl.requests, cfg.num_workers, policy_names(), duration, wl.slo_ms, wl.make_world, colocated=both,
-                    text_predictor=scenario.predictor)
-    out = {p: _point(r) for p, r in rows.items()}
-    o = oracle(profile, wl.requests, cfg.num_workers, default_plan_interval_s(profile), wl.make_world())
-    out[ORACLE] = _point(o, goodput_rps=(1 - o["slo_violation_pct"] / 100.0) * len(wl.requests) / duration)
-    return out
+    return _policies_and_oracle(cfg, scenario.profile, wl, colocated=both, text_predictor=scenario.predictor)
 
 
 def label_goals(points: list[dict], headline: float) -> list[tuple[str, bool, str]]:

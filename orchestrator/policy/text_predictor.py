@@ -20,6 +20,20 @@ RIDGE_ALPHAS = (1.0, 3.0, 10.0, 30.0)
 """Ridge strengths tried by the inner cross-validation (strong shrinkage: labels are seed-noisy)."""
 
 
+def text_key(text: str) -> str:
+    """A prompt's identity for splitting: case and spacing folded, so a repeated text never scores itself."""
+    return " ".join(text.lower().split())
+
+
+def folds_by_text(prompts: list[str], folds: int, seed: int = 0) -> np.ndarray:
+    """Fold number per prompt; the same text (``text_key``) is always in the same fold."""
+    keys = [text_key(p) for p in prompts]
+    distinct = list(dict.fromkeys(keys))
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    fold_of = {distinct[i]: j % folds for j, i in enumerate(order)}
+    return np.array([fold_of[k] for k in keys])
+
+
 class TextFeaturizer(Protocol):
     def fit(self, texts: list[str]) -> TextFeaturizer: ...
 
@@ -80,11 +94,7 @@ class TextQualityPredictor:
 
         featurizer = (featurizer or TfidfFeaturizer()).fit(list(texts))
         x = featurizer.transform(list(texts))
-        keys = [" ".join(t.lower().split()) for t in texts]
-        distinct = list(dict.fromkeys(keys))
-        order = np.random.default_rng(seed).permutation(len(distinct))
-        fold_of = {distinct[i]: j % folds for j, i in enumerate(order)}
-        fold = np.array([fold_of[k] for k in keys])
+        fold = folds_by_text(list(texts), folds, seed)
         models, alphas = {}, {}
         for v, y in quality.items():
             y = np.asarray(y, np.float64)

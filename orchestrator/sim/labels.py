@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.policy.text_predictor import TextQualityPredictor, TfidfFeaturizer
+from orchestrator.policy.text_predictor import TextQualityPredictor
 from orchestrator.profile.schema import Profile, QualityTable, VariantProfile
+from orchestrator.sim.inputs import InputFileError
 from orchestrator.sim.quality_table import QualityTableFormat, read_quality_table, split_by_text
 from orchestrator.sim.world import PromptView, TableWorld
 
@@ -65,14 +66,14 @@ def build_label_scenario(path: Path, fast: str, base: str, fmt: QualityTableForm
     for m in (fast, base):
         labels.model_index(m)
         if m not in latency_s:
-            raise ValueError(f"no latency for model {m!r}: known {', '.join(latency_s)}")
+            raise InputFileError(f"no latency for model {m!r} (known: {', '.join(latency_s)}); give it with --fast-latency-s / --base-latency-s")
     rows = labels.both(fast, base)
     texts = [labels.prompts[i] for i in rows]
     rel = labels.relative_quality(fast, base)[rows]
     tr, te = split_by_text(texts, test_fraction, seed)
     train, test = [texts[i] for i in tr], [texts[i] for i in te]
     predictor = TextQualityPredictor.fit(train, {"fast": rel[tr]}, seed=seed)
-    feats = TfidfFeaturizer().fit(train)
+    feats = predictor.featurizer  # fitted on the training prompts inside the predictor
     svd = TruncatedSVD(EMBED_DIMS, random_state=seed).fit(feats.transform(train))
     dense = svd.transform(feats.transform(texts)).astype(np.float32)
     dense /= np.linalg.norm(dense, axis=1, keepdims=True) + 1e-12

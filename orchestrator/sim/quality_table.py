@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.policy.text_predictor import text_key
 from orchestrator.sim.inputs import InputFileError, _csv_rows, _kind
 
 PROBABILITY_CLIP = 1e-7
@@ -168,19 +169,10 @@ def read_quality_table(path: Path, fmt: QualityTableFormat = QualityTableFormat(
 
 
 def split_by_text(prompts: list[str], test_fraction: float = 0.25, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) indices of distinct prompt texts (case and spacing folded), so that no text is in both."""
-    keys = [" ".join(p.lower().split()) for p in prompts]
+    """(train, test) indices of distinct prompt texts (``text_key``), so that no text is in both."""
+    keys = [text_key(p) for p in prompts]
     distinct = list(dict.fromkeys(keys))
     order = np.random.default_rng(seed).permutation(len(distinct))
     test_keys = {distinct[i] for i in order[: int(round(len(distinct) * test_fraction))]}
     test = np.array([k in test_keys for k in keys])
     return np.flatnonzero(~test), np.flatnonzero(test)
-
-
-def folds_by_text(prompts: list[str], folds: int, seed: int = 0) -> np.ndarray:
-    """Fold number per prompt; the same text (folded) is always in the same fold."""
-    keys = [" ".join(p.lower().split()) for p in prompts]
-    distinct = list(dict.fromkeys(keys))
-    order = np.random.default_rng(seed).permutation(len(distinct))
-    fold_of = {distinct[i]: j % folds for j, i in enumerate(order)}
-    return np.array([fold_of[k] for k in keys])

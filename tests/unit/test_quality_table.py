@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from orchestrator.sim.inputs import InputFileError
-from orchestrator.sim.quality_table import QualityTableFormat, folds_by_text, read_quality_table, split_by_text
+from orchestrator.policy.text_predictor import folds_by_text
+from orchestrator.sim.quality_table import QualityTableFormat, read_quality_table, split_by_text
 
 ANIMALS = ["cat", "dog", "fox", "owl", "elk", "bee", "ant", "cow"]
 THINGS = ["on a table", "in a field", "at night", "in the snow", "under a tree", "by a river", "in a city", "on a boat"]
