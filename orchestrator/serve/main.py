@@ -47,6 +47,11 @@ def run_server(cfg: FrontDoorConfig, local: LocalWorkers, no_auth: bool, log_lev
     """Serve until a signal, then drain: no new admissions, in-flight requests finish (up to the
     drain timeout), local tritonservers stop (their cache is persisted)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Handlers first: a SIGTERM that lands while workers start, or between the front door
+    # answering ServerReady and this thread reaching wait(), must drain, not kill the process.
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: done.set())
+    signal.signal(signal.SIGINT, lambda *a: done.set())
     token = cfg.auth_token
     if token is None and not no_auth:
         token = secrets.token_urlsafe(24)
@@ -57,9 +62,6 @@ def run_server(cfg: FrontDoorConfig, local: LocalWorkers, no_auth: bool, log_lev
     server, engine = serve(cfg, servers=servers)
     http = f", HTTP + OpenAI on :{cfg.http_port}" if cfg.http_port else ""
     echo(f"front door on {cfg.address}:{cfg.port} (gRPC{http}; policy {cfg.policy}, workers {cfg.workers}); metrics on :{cfg.metrics_port}")
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: done.set())
-    signal.signal(signal.SIGINT, lambda *a: done.set())
     done.wait()
     drained = engine.drain(cfg.drain_timeout_s)
     server.stop(grace=1).wait()  # drain already waited for in-flight requests
