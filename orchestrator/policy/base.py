@@ -20,12 +20,16 @@ from orchestrator.policy.classes import NUM_PROMPT_CLASSES, PromptClasses
 from orchestrator.policy.pair_predictor import PairQualityPredictor, SourceCandidates, rank_sources
 from orchestrator.policy.planner import Plan
 from orchestrator.policy.predictor import QualityPredictor
-from orchestrator.policy.router import ClusterState, Decision, RequestFeatures, family_of
+from orchestrator.policy.router import ClusterState, Decision, RequestFeatures, family_of, route_fixed
 from orchestrator.policy.text_predictor import TextQualityPredictor
 from orchestrator.profile.schema import Profile
 
 if TYPE_CHECKING:
     from orchestrator.policy.control import ControlInput
+
+
+FLOOR_AT_K0 = "quality floor"
+"""Decision reason prefix: the client's min_quality left only k0, served even if it misses the deadline."""
 
 
 def default_plan_interval_s(profile: Profile) -> float:
@@ -61,11 +65,13 @@ class PolicyContext:
         return cls(profile, QualityPredictor.fit(profile.quality), PromptClasses.fit(profile.quality.embeddings, k=num_classes), slo_ms)
 
     def features(self, request_id: str, arrival_s: float, slo_ms: float, embedding: np.ndarray, similarity: dict[str, float],
-                 servable: frozenset[str], candidates: SourceCandidates | None = None, text: str | None = None) -> RequestFeatures:
+                 servable: frozenset[str], candidates: SourceCandidates | None = None, text: str | None = None,
+                 min_quality: float | None = None) -> RequestFeatures:
         """A request's features from its prompt embedding and the cache's best similarity per K:
         prompt class, predicted quality per variant, and the variants on offer (the cache clears
-        the level's threshold, and some healthy worker can run it). With a pair predictor and the
-        cache's candidates, each K variant's source is the best-predicted one (``sources``)."""
+        the level's threshold, and some healthy worker can run it, and, with the client's
+        ``min_quality``, its predicted quality meets that floor; k0 always does). With a pair predictor
+        and the cache's candidates, each K variant's source is the best-predicted one (``sources``)."""
         quality, sources = self.predictor.predict(embedding, similarity), {}
         if self.pair is not None and candidates is not None and similarity:
             vp = self.profile.variants
@@ -75,8 +81,11 @@ class PolicyContext:
             quality = {**quality, **ranked.quality, **({"fast": self.pair.predict_fast(embedding)} if "fast" in quality else {})}
         if self.text is not None and text is not None:  # a deployment's labels: a fast model may beat the base on a prompt (not capped at k0)
             quality = {**quality, **{v: q for v, q in self.text.predict(text).items() if v in quality}}
+        available = self.profile.available_variants(similarity) & servable
+        if min_quality is not None:
+            available = frozenset(v for v in available if v == "k0" or quality.get(v, 0.0) >= min_quality)
         return RequestFeatures(request_id, arrival_s, arrival_s + slo_ms / 1000.0, self.classes.assign(embedding),
-                               quality, self.profile.available_variants(similarity) & servable, sources)
+                               quality, available, sources, min_quality)
 
 
 class Policy:
@@ -113,9 +122,18 @@ class Policy:
         raise NotImplementedError
 
     def decide(self, req: RequestFeatures, state: ClusterState, now_s: float) -> Decision:
-        """Count the arrival, route it, book the decision (the caller holds any lock on ``state``)."""
+        """Count the arrival, route it, book the decision (the caller holds any lock on ``state``).
+
+        With a quality floor, a variant below it is never served: when the policy sheds the request or
+        picks such a variant (no variant meets both the floor and the deadline), it is served at k0,
+        even if late (``FLOOR_AT_K0`` in the reason; the front door counts it), or refused with that
+        reason when no healthy worker hosts k0."""
         state.observe(req, self.variants)
         decision = self.route(req, state, now_s)
+        if req.min_quality is not None and (decision.variant is None or decision.variant not in req.available):
+            forced = route_fixed(req, state, self.ctx.profile, "k0", now_s)
+            why = f"{FLOOR_AT_K0}: only k0 meets min_quality {req.min_quality:g}"
+            decision = dataclasses.replace(forced, reason=why if forced.variant else f"{why}, and no healthy worker serves k0")
         state.apply(req, decision, self.variants, now_s)
         return decision
 

@@ -26,6 +26,8 @@ class RequestFeatures:
     """Variants servable now: k0 and fast always; kK only on a cache hit that clears K's threshold."""
     sources: dict[str, int] = dataclasses.field(default_factory=dict)
     """K variant -> the cache entry to resume from, where a pair predictor chose it (else the most similar)."""
+    min_quality: float | None = None
+    """The client's floor on predicted relative quality: ``available`` already excludes variants below it."""
 
 
 @dataclasses.dataclass
@@ -208,7 +210,8 @@ class ClusterState:
         backlog (the caller holds any lock)."""
         if decision.variant is None:
             return
-        self.served[req.prompt_class, variants.index(decision.variant)] += 1
+        if decision.variant in variants:  # a quality floor's k0 may be outside the policy's own set (Clipper-HT)
+            self.served[req.prompt_class, variants.index(decision.variant)] += 1
         self.price[req.prompt_class] = max(0.0, self.price[req.prompt_class] + decision.price_delta)
         w = self.worker(decision.worker)
         if w.backlog_s <= 0:

@@ -54,6 +54,37 @@ class Admitted:
     slo_ms: float
     tenant: str | None
     arrival_s: float
+    min_quality: float | None = None
+    """The client's floor on predicted relative quality (k0 = 1); None: any variant the policy picks."""
+
+
+MIN_QUALITY_PARAMETER = "min_quality"
+"""KServe request parameter (gRPC and HTTP ``parameters``) and OpenAI Images extension field."""
+
+
+def check_min_quality(value) -> float | None:
+    """A request's quality floor: a number in [0, 1] (relative to full quality), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise BadInput(f"min_quality must be a number in [0, 1] (relative to full quality), got {str(value)[:40]}")
+    return float(value)
+
+
+def grpc_min_quality(request: service_pb2.ModelInferRequest) -> float | None:
+    """``parameters["min_quality"]`` of a gRPC request (double, int64 or a numeric string)."""
+    if MIN_QUALITY_PARAMETER not in request.parameters:
+        return None
+    p = request.parameters[MIN_QUALITY_PARAMETER]
+    kind = p.WhichOneof("parameter_choice")
+    if kind == "string_param":
+        try:
+            return check_min_quality(float(p.string_param))
+        except ValueError:
+            raise BadInput(f"min_quality must be a number in [0, 1], got {p.string_param[:40]!r}") from None
+    if kind in ("double_param", "int64_param", "uint64_param"):
+        return check_min_quality(getattr(p, kind))
+    raise BadInput("min_quality must be a number in [0, 1]")
 
 
 DTYPES = {"BYTES": np.object_, "INT64": np.int64, "INT32": np.int32, "FP32": np.float32, "FP64": np.float64}
@@ -157,7 +188,7 @@ def parse_request(request: service_pb2.ModelInferRequest, default_slo_ms: float,
             raise BadInput(f"{len(request.inputs)} inputs; expected at most {', '.join(INPUT_NAMES)}")
         return _input_arrays(request)
 
-    return _guarded(lambda: admit_arrays(parse(), request.id, default_slo_ms, tenants, now_s))
+    return _guarded(lambda: admit_arrays(parse(), request.id, default_slo_ms, tenants, now_s, grpc_min_quality(request)))
 
 
 def parse_http_request(header: dict, binary: bytes, default_slo_ms: float, tenants: frozenset[str] | None = None,
@@ -166,7 +197,11 @@ def parse_http_request(header: dict, binary: bytes, default_slo_ms: float, tenan
     rid = header.get("id", "")
     if not isinstance(rid, str):
         raise BadInput("request 'id' must be a string")
-    return _guarded(lambda: admit_arrays(http_input_arrays(header, binary), rid, default_slo_ms, tenants, now_s))
+    params = header.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise BadInput("request 'parameters' must be an object")
+    return _guarded(lambda: admit_arrays(http_input_arrays(header, binary), rid, default_slo_ms, tenants, now_s,
+                                         params.get(MIN_QUALITY_PARAMETER)))
 
 
 def _guarded(parse):
@@ -179,7 +214,7 @@ def _guarded(parse):
 
 
 def admit_arrays(arrays: dict[str, np.ndarray], request_id: str, default_slo_ms: float, tenants: frozenset[str] | None,
-                 now_s: float | None) -> Admitted:
+                 now_s: float | None, min_quality=None) -> Admitted:
     """Named input arrays (either KServe v2 transport) -> ``admit_fields``."""
     unknown = set(arrays) - set(INPUT_NAMES)
     if unknown:
@@ -199,11 +234,12 @@ def admit_arrays(arrays: dict[str, np.ndarray], request_id: str, default_slo_ms:
         return a[0].item()
 
     tenant = arrays["TENANT"].reshape(-1)[0] if "TENANT" in arrays else None
-    return admit_fields(prompts[0], scalar("SEED", "iu"), scalar("SLO_MS", "iuf"), tenant, request_id, default_slo_ms, tenants, now_s)
+    return admit_fields(prompts[0], scalar("SEED", "iu"), scalar("SLO_MS", "iuf"), tenant, request_id, default_slo_ms, tenants, now_s,
+                        min_quality)
 
 
 def admit_fields(prompt: bytes | str, seed: int | None, slo_ms: float | None, tenant: bytes | str | None, request_id: str,
-                 default_slo_ms: float, tenants: frozenset[str] | None, now_s: float | None) -> Admitted:
+                 default_slo_ms: float, tenants: frozenset[str] | None, now_s: float | None, min_quality=None) -> Admitted:
     """The one set of admission rules every protocol ends in."""
     try:
         text = decode_text(prompt, "prompt", MAX_PROMPT_BYTES)
@@ -225,4 +261,5 @@ def admit_fields(prompt: bytes | str, seed: int | None, slo_ms: float | None, te
             raise BadInput("unknown tenant")
     if len(request_id) > 128:
         raise BadInput("request id longer than 128 characters")
-    return Admitted(request_id or uuid.uuid4().hex[:16], text, seed, slo, tenant_id, time.monotonic() if now_s is None else now_s)
+    return Admitted(request_id or uuid.uuid4().hex[:16], text, seed, slo, tenant_id, time.monotonic() if now_s is None else now_s,
+                    check_min_quality(min_quality))

@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from orchestrator.policy.base import Policy, PolicyContext, default_plan_interval_s
+from orchestrator.policy.base import FLOOR_AT_K0, Policy, PolicyContext, default_plan_interval_s
 from orchestrator.policy.pair_predictor import PairQualityPredictor, SourceCandidates
 from orchestrator.policy.control import ControlLoop, ControlStep
 from orchestrator.policy.registry import make_policy
@@ -166,7 +166,7 @@ class Engine:
         with self.lock:  # a dead worker or a timed-out variant is not on offer
             servable = self.state.servable(self.policy.variants)
         features = self.policy.ctx.features(adm.request_id, adm.arrival_s, adm.slo_ms, probe.embedding, sims, servable,
-                                            self.candidates(probe) if sims else None, text=adm.prompt)
+                                            self.candidates(probe) if sims else None, text=adm.prompt, min_quality=adm.min_quality)
         return Featurized(features, probe, sims)
 
     def candidates(self, probe: Probe) -> SourceCandidates | None:
@@ -179,7 +179,10 @@ class Engine:
 
     def decide(self, feats: RequestFeatures) -> Decision:
         with self.lock:
-            return self.policy.decide(feats, self.state, self.clock())
+            decision = self.policy.decide(feats, self.state, self.clock())
+        if decision.reason.startswith(FLOOR_AT_K0):
+            self.metrics.floor_at_k0.inc()
+        return decision
 
     def generate(self, adm: Admitted, decision: Decision, probe: Probe, sources: dict[str, int] | None = None) -> Generated:
         """``sources``: the entry per K variant the policy context chose (else the most similar)."""

@@ -29,10 +29,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.serve.admission import (
+    MIN_QUALITY_PARAMETER,
     MODEL_NAME,
     BadInput,
     Unauthenticated,
     admit_fields,
+    check_min_quality,
     check_bearer,
     check_model,
     model_config,
@@ -134,9 +136,9 @@ def _png_b64(image: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _openai_request(body: dict, engine: Engine) -> tuple[str, int, int | None, float | None, str | None]:
-    """Validate the request-level fields: (prompt, n, seed, slo_ms, user). The prompt itself is
-    checked by ``admit_fields``, with the same messages as every other protocol."""
+def _openai_request(body: dict, engine: Engine) -> tuple[str, int, int | None, float | None, str | None, float | None]:
+    """Validate the request-level fields: (prompt, n, seed, slo_ms, user, min_quality). The prompt and
+    the quality floor are checked by ``admit_fields``, with the same messages as every other protocol."""
     def typed(name, kinds, what):
         value = body.get(name)
         if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
@@ -166,10 +168,11 @@ def _openai_request(body: dict, engine: Engine) -> tuple[str, int, int | None, f
     if body.get("stream"):
         raise BadInput("streaming is not served: set 'stream' to false")
     unknown = set(body) - {"prompt", "model", "n", "size", "response_format", "output_format", "stream", "user", "seed", "slo_ms",
-                           *OPENAI_IGNORED_FIELDS}
+                           MIN_QUALITY_PARAMETER, *OPENAI_IGNORED_FIELDS}
     if unknown:
         raise BadInput(f"unknown fields {sorted(unknown)[:5]}")
-    return prompt, n, typed("seed", int, "an integer"), typed("slo_ms", int | float, "a number"), typed("user", str, "a string")
+    return (prompt, n, typed("seed", int, "an integer"), typed("slo_ms", int | float, "a number"), typed("user", str, "a string"),
+            check_min_quality(body.get(MIN_QUALITY_PARAMETER)))
 
 
 def _decision_headers(served: list[Served]) -> dict[str, str]:
@@ -268,7 +271,7 @@ def make_app(engine: Engine) -> FastAPI:
         path, cfg = request.url.path, engine.cfg
         try:
             _auth(engine, request)
-            prompt, n, seed, slo_ms, user = _openai_request(_json_object(await _body(request), "request body"), engine)
+            prompt, n, seed, slo_ms, user, min_quality = _openai_request(_json_object(await _body(request), "request body"), engine)
         except BadInput as e:
             engine.metrics.requests.labels(outcome="invalid").inc()
             return _error_for(path, e)
@@ -279,7 +282,7 @@ def make_app(engine: Engine) -> FastAPI:
 
         def parse(i: int):  # image i of n: its own admitted request, seed + i
             return lambda now_s: admit_fields(prompt, base_seed + i, slo_ms, user, f"{rid}-{i}" if n > 1 else rid, cfg.default_slo_ms,
-                                              cfg.tenants, now_s)
+                                              cfg.tenants, now_s, min_quality)
 
         results = await asyncio.gather(*(run_in_threadpool(engine.handle, parse(i)) for i in range(n)), return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)

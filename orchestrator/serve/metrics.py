@@ -14,6 +14,8 @@ class Metrics:
         self.requests = Counter("argus_requests_total", "Requests by outcome", ["outcome"], registry=r)
         self.variant = Counter("argus_variant_total", "Served requests by chosen variant", ["variant"], registry=r)
         self.slo_violations = Counter("argus_slo_violations_total", "Served requests that missed their SLO", registry=r)
+        self.floor_at_k0 = Counter("argus_quality_floor_k0_total",
+                                   "Requests whose min_quality only k0 met: served at k0 even if late, or refused when no worker serves k0", registry=r)
         self.in_flight = Gauge("argus_in_flight", "Admitted requests not yet answered", registry=r)
         self.backlog = Gauge("argus_worker_backlog_seconds", "Estimated queued work per worker", ["worker"], registry=r)
         self.slowdown = Gauge("argus_worker_slowdown", "Observed / profile-predicted time to completion per worker (EWMA)", ["worker"],

@@ -96,6 +96,8 @@ def test_openai_client_generates_images_with_the_decision(door):
         (dict(prompt=PROMPT, model="dall-e-3"), "unknown model"),
         (dict(prompt=PROMPT, extra_body={"seed": -1}), "SEED"),
         (dict(prompt=PROMPT, extra_body={"slo_ms": "fast"}), "'slo_ms' must be a number"),
+        (dict(prompt=PROMPT, extra_body={"min_quality": 1.5}), "min_quality must be a number in [0, 1]"),
+        (dict(prompt=PROMPT, extra_body={"min_quality": "high"}), "min_quality must be a number in [0, 1]"),
     ],
 )
 def test_openai_bad_input_is_a_400_with_the_reason(door, kwargs, message):
@@ -127,6 +129,45 @@ def test_openai_overload_is_a_429_with_retry_after_and_draining_a_503(triton):
         with pytest.raises(openai.InternalServerError) as err:
             client.images.generate(prompt=PROMPT)
         assert err.value.status_code == 503 and "shutting down" in err.value.message
+    finally:
+        door.stop(0)
+        engine.close()
+
+
+def test_min_quality_is_never_served_below_over_openai_grpc_and_http(triton):
+    """clipper-ht always picks the fast model; a floor only k0 meets makes every protocol serve k0 (even if
+    late), counted in argus_quality_floor_k0_total; without a floor the same policy serves fast. Where no
+    worker serves k0 (fast-only workers), the request is refused with the reason instead."""
+    door, engine, http_port = start(triton, policy="clipper-ht")  # its workers hold the fast model only
+    try:
+        with pytest.raises(openai.RateLimitError) as err:
+            openai_client(http_port).images.generate(prompt=PROMPT, extra_body={"min_quality": 1.0})
+        assert "quality floor" in err.value.message and "no healthy worker serves k0" in err.value.message
+    finally:
+        door.stop(0)
+        engine.close()
+    door, engine, http_port = start(triton, policy="clipper-ht", default_slo_ms=20_000, colocated_families=("base", "fast"))
+    try:
+        client = openai_client(http_port)
+        plain = client.images.generate(prompt=PROMPT).model_extra["argus"][0]
+        assert plain["variant"] == "fast" and plain["predicted_quality"] < 1.0
+        floored = client.images.generate(prompt=PROMPT, extra_body={"min_quality": 1.0}).model_extra["argus"][0]
+        assert floored["variant"] == "k0" and floored["reason"].startswith("quality floor")
+
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{engine.cfg.port}")
+        inputs = [infer_input("PROMPT", np.array([PROMPT.encode()], dtype=np.object_), "BYTES")]
+        res = grpc.infer("t2i", inputs, headers={"authorization": f"Bearer {TOKEN}"}, parameters={"min_quality": 1.0})
+        assert res.get_response().parameters["variant"].string_param == "k0"
+        with pytest.raises(InferenceServerException) as err:
+            grpc.infer("t2i", inputs, headers={"authorization": f"Bearer {TOKEN}"}, parameters={"min_quality": 2.0})
+        assert "min_quality must be a number in [0, 1]" in err.value.message()
+
+        http = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
+        hin = httpclient.InferInput("PROMPT", [1], "BYTES")
+        hin.set_data_from_numpy(np.array([PROMPT.encode()], dtype=np.object_))
+        res = http.infer("t2i", [hin], headers={"authorization": f"Bearer {TOKEN}"}, parameters={"min_quality": 1.0})
+        assert res.get_response()["parameters"]["variant"] == "k0"
+        assert engine.metrics.value("argus_quality_floor_k0_total") == 3
     finally:
         door.stop(0)
         engine.close()

@@ -453,3 +453,23 @@ def test_a_burst_of_arrivals_prices_worker_time_before_a_queue_builds():
     light.arrival_rate_rps = 0.5
     assert light.burst_price(1.0) == pytest.approx(light.burst_weight * 0.5)
     assert light.burst_price(1.0, 1.0) == pytest.approx(light.burst_weight * 0.5 * np.exp(-0.5))
+
+
+def test_a_quality_floor_leaves_only_variants_predicted_above_it_and_else_serves_k0():
+    c = ctx()
+    emb = c.profile.quality.embeddings[0]
+    everything = frozenset(VARIANTS)
+    free = c.features("r0", 0.0, 5000, emb, {"k10": 1.0, "k25": 1.0}, everything)
+    floored = c.features("r1", 0.0, 5000, emb, {"k10": 1.0, "k25": 1.0}, everything, min_quality=0.99)
+    assert free.available == everything and "k0" in floored.available
+    assert all(v == "k0" or floored.predicted_quality[v] >= 0.99 for v in floored.available)
+    assert floored.available < everything  # something is predicted below 0.99 on this prompt
+    from orchestrator.policy.base import FLOOR_AT_K0
+
+    ht = make_policy("clipper-ht", c)
+    both = ("base", "fast")
+    assert ht.decide(free, state(families=both), 0.0).variant == "fast"
+    d = ht.decide(floored, state(families=both), 0.0)
+    assert d.variant == "k0" and d.reason.startswith(FLOOR_AT_K0)  # clipper-ht's own pick is below the floor
+    a = make_policy("argus", c).decide(floored, state(backlog=60.0), 0.0)  # whatever load says, never below the floor
+    assert a.variant in floored.available
