@@ -23,7 +23,7 @@ def embedded_parts(weights_dir: Path | None = None) -> PipelineParts:
     """The embedded model as PipelineParts, in memory (what ``save_embedded`` writes to disk)."""
     from transformers import CLIPTextModelWithProjection
 
-    from tiny_model.models import IMAGE_SIZE, TOKEN_LEN, UNET_SPECS, load_clip, load_tokenizer, load_unet, load_vae, scheduler_kwargs
+    from tiny_model.models import IMAGE_SIZE, UNET_SPECS, load_clip, load_tokenizer, load_unet, load_vae, scheduler_kwargs
 
     tok = load_tokenizer(weights_dir)
     clip = load_clip(weights_dir, tokenizer=tok)
@@ -33,8 +33,8 @@ def embedded_parts(weights_dir: Path | None = None) -> PipelineParts:
     vae, scaling = load_vae(weights_dir)
     unets = {name: load_unet(spec, weights_dir) for name, spec in UNET_SPECS.items()}
     return PipelineParts([TextTower("text_encoder_2", text.eval(), tok._tok.to_str(), True)], unets["unet"], vae, scaling,
-                         {n: u for n, u in unets.items() if n != "unet"}, TOKEN_LEN, "last",
-                         {"bos": 1, "eos": 2, "pad": 0, "manual_special": 1}, IMAGE_SIZE, scheduler_kwargs())
+                         {n: u for n, u in unets.items() if n != "unet"}, tok.token_len, "last",
+                         {"bos": tok.special_id("<bos>"), "eos": tok.eos_id, "pad": tok.special_id("<pad>"), "manual_special": 1}, IMAGE_SIZE, scheduler_kwargs())
 
 
 def fingerprint(weights_dir: Path | None = None) -> str:

@@ -30,7 +30,7 @@ from tiny_model.world import BACKGROUNDS, COLORS, COUNT_SLOTS, MULTI_SLOTS, SHAP
 
 KINDS = ("simple", "medium", "hard", "counting")
 LEVELS = (5, 10, 15, 20, 25)
-DIFFERENCES = ("none", "colour", "position", "background", "count_or_shape")
+DIFFERENCES = ("none", "colour", "size", "position", "background", "count_or_shape")
 
 
 @dataclasses.dataclass
@@ -53,6 +53,12 @@ def perturb(scene: Scene, difference: str, rng: random.Random) -> Scene | None:
     if difference == "colour":
         new = rng.choice([c for c in COLORS if c not in used])
         objs = [dataclasses.replace(o, color=new) for o in objs] if scene.counting else [dataclasses.replace(objs[0], color=new), *objs[1:]]
+        return dataclasses.replace(scene, objects=tuple(objs))
+    if difference == "size":
+        if not objs[0].size_said:
+            return None
+        flip = {"small": "large", "large": "small"}
+        objs = [dataclasses.replace(o, size=flip[o.size]) for o in objs] if scene.counting else [dataclasses.replace(objs[0], size=flip[objs[0].size]), *objs[1:]]
         return dataclasses.replace(scene, objects=tuple(objs))
     if difference == "position":
         if scene.counting or not objs[0].position_said:

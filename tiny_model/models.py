@@ -46,7 +46,9 @@ BASE_UNET = UNetSpec("unet", (64, 128), 50)
 FAST_UNET = UNetSpec("unet_fast", (32, 64), 20)
 
 
-def clip_config(vocab_size: int, token_len: int = TOKEN_LEN):
+def clip_config(vocab_size: int, token_len: int = TOKEN_LEN, eos_token_id: int = 2):
+    """``eos_token_id`` 2 keeps transformers' legacy pooling (at the highest token id, which is
+    how stage 0 was trained); any other id pools at the first ``<eos>``, as real CLIP does."""
     from transformers import CLIPConfig
 
     text = dict(
@@ -58,7 +60,7 @@ def clip_config(vocab_size: int, token_len: int = TOKEN_LEN):
         max_position_embeddings=token_len,
         pad_token_id=0,
         bos_token_id=1,
-        eos_token_id=2,
+        eos_token_id=eos_token_id,
     )
     vision = dict(image_size=IMAGE_SIZE, patch_size=4, hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4, num_channels=3)
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=POOLED_DIM)
@@ -129,6 +131,26 @@ class PromptTokenizer:
     def with_token_len(self, token_len: int) -> PromptTokenizer:
         return PromptTokenizer(self._tok, token_len)
 
+    def special_id(self, token: str) -> int:
+        return int(self._tok.token_to_id(token))
+
+    @property
+    def eos_id(self) -> int:
+        return self.special_id("<eos>")
+
+    def with_swapped_ids(self, a: str, b: str) -> PromptTokenizer:
+        """The same tokenizer with the ids of tokens ``a`` and ``b`` exchanged (merges are by string,
+        so segmentation is unchanged; the embedding rows must be exchanged to match)."""
+        from tokenizers import Tokenizer
+
+        spec = json.loads(self._tok.to_str())
+        vocab = spec["model"]["vocab"]
+        vocab[a], vocab[b] = vocab[b], vocab[a]
+        for t in spec.get("added_tokens", []):
+            if t["content"] in (a, b):
+                t["id"] = vocab[t["content"]]
+        return PromptTokenizer(Tokenizer.from_str(json.dumps(spec)), self.token_len)
+
     def count(self, prompt: str) -> int:
         """Tokens of ``prompt`` with <bos> and <eos>, before any truncation."""
         return len(self._tok.encode(prompt).ids) + 2
@@ -159,7 +181,7 @@ class PromptTokenizer:
         """Token ids (N, token_len) int64; every prompt, however long or odd, tokenizes."""
         out = np.zeros((len(prompts), self.token_len), dtype=np.int64)
         for i, enc in enumerate(self._tok.encode_batch(list(prompts))):
-            ids = [1] + enc.ids[: self.token_len - 2] + [2]
+            ids = [self.special_id("<bos>")] + enc.ids[: self.token_len - 2] + [self.eos_id]
             out[i, : len(ids)] = ids
         return out
 
@@ -214,7 +236,7 @@ def load_clip(weights_dir: Path | None = None, seed: int = 0, tokenizer: PromptT
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     tokenizer = tokenizer or load_tokenizer(weights_dir)
     torch.manual_seed(seed)
-    clip = CLIPModel(clip_config(tokenizer.vocab_size, tokenizer.token_len))
+    clip = CLIPModel(clip_config(tokenizer.vocab_size, tokenizer.token_len, tokenizer.eos_id))
     if _meta(weights_dir) is not None:
         _load_into(clip, weights_dir / "clip.safetensors")
     return clip.eval()

@@ -98,8 +98,10 @@ class PairTable:
                    int(z["seeds"]) if "seeds" in z else 1)
 
 
-def _sources(scene, rng: random.Random, two: int):
-    """(difference label, source scene) pairs: one per single kind where possible, then ``two`` double ones."""
+def _sources(scene, rng: random.Random, two: int, unrelated: int = 1):
+    """(difference label, source scene) pairs: one per single kind where possible, then ``two`` double
+    ones, then ``unrelated`` scenes drawn at random (any kind): the far sources a cache also offers,
+    without which a similarity threshold could not be calibrated."""
     out = []
     for d in DIFFERENCES:
         src = perturb(scene, d, rng)
@@ -114,6 +116,10 @@ def _sources(scene, rng: random.Random, two: int):
         second = perturb(first, b, rng) if first is not None else None
         if second is not None and second.caption() not in {s.caption() for _, s in out}:
             out.append(("+".join(sorted((a, b))), second))
+    for _ in range(unrelated):
+        other = sample_scene(rng)
+        if other.caption() != scene.caption():
+            out.append(("unrelated", other))
     return out
 
 
