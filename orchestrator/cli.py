@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
 from typing import Optional
@@ -10,7 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from orchestrator.paths import CPU_PAIRS
+from orchestrator.paths import CPU_PAIRS, CPU_PROFILE
 
 app = typer.Typer(help="Quality-aware text-to-image serving on NVIDIA Triton.", no_args_is_help=True, add_completion=False)
 triton_app = typer.Typer(help="Run a detached tritonserver with the project's model repository.", no_args_is_help=True)
@@ -183,11 +184,40 @@ def eval_predictor(profile_path: Path = typer.Option(Path("profiles/cpu_tiny.jso
 
 
 @app.command("build-pairs")
-def build_pairs(out: Path = typer.Option(CPU_PAIRS), scenes_per_kind: int = typer.Option(16), seeds: int = typer.Option(4)):
-    """Generate the pair predictor's training data: (prompt, cached source, K) triples and fast pairs, scored by ground truth."""
-    from tiny_model.pair_data import PairDataConfig, write_pairs
+def build_pairs(out: Path = typer.Option(CPU_PAIRS), scenes_per_kind: int = typer.Option(16), seeds: int = typer.Option(4),
+                profiles: list[Path] = typer.Option(None, "--profile", help="Profiles that carry the ground-truth table and its calibrated "
+                                                    "thresholds (default: every profile in profiles/)."),
+                from_pairs: bool = typer.Option(False, "--from-pairs", help="Reuse the triples already at --out (no generation).")):
+    """Generate (prompt, cached source, K) triples and fast pairs scored by ground truth (the pair predictor's data), and write
+    the simulator's ground-truth table keyed by what differs, with per-K thresholds calibrated from it, into the profiles."""
+    from orchestrator.profile.schema import Profile
+    from orchestrator.sim.ground_truth import GroundTruthTable
+    from tiny_model.pair_data import PairDataConfig, PairTable, write_pairs
 
-    console.print(f"wrote {write_pairs(PairDataConfig(scenes_per_kind=scenes_per_kind, seeds=seeds), out, log=console.print)}")
+    if not from_pairs:
+        console.print(f"wrote {write_pairs(PairDataConfig(scenes_per_kind=scenes_per_kind, seeds=seeds), out, log=console.print)}")
+    table = GroundTruthTable.from_pairs(PairTable.load(out))
+    table.source = f"argus build-pairs --scenes-per-kind {scenes_per_kind} --seeds {seeds} ({out.name}) on the shipped weights"
+    for path in profiles or sorted(CPU_PAIRS.parent.glob("*.json")):
+        prof = Profile.load(path)
+        thresholds = {k: table.thresholds[k] for k in prof.thresholds if k in table.thresholds}
+        dataclasses.replace(prof, ground_truth=table, thresholds={**prof.thresholds, **thresholds}).save(path)
+        console.print(f"{path}: ground-truth table and thresholds {thresholds}")
+    console.print(table.markdown())
+
+
+@app.command("calibrate-reuse")
+def calibrate_reuse(profile_path: Path = typer.Option(CPU_PROFILE, "--profile"), n: int = typer.Option(3000, help="Requests per stream."),
+                    warm: int = typer.Option(1000, help="Cached prompts before each stream."), as_json: bool = typer.Option(False, "--json")):
+    """Search the world stream's reuse mix (repeats, edits, fresh scenes) whose NIRVANA K shares, through the simulator's
+    cache under the profile's thresholds, come closest to the real DiffusionDB log's (../shared/data/reuse)."""
+    from orchestrator.profile.schema import Profile
+    from orchestrator.sim.reuse import calibrate_mix
+    from orchestrator.sim.workload import REFERENCE_K_MIX
+
+    best = calibrate_mix(Profile.load(profile_path), n=n, warm=warm, log=(lambda *a: None) if as_json else console.print)
+    _emit({"mix": dataclasses.asdict(best.mix), "k_mix_pct": {str(k): round(v, 2) for k, v in best.k_mix.items()},
+           "reference_pct": {str(k): v for k, v in REFERENCE_K_MIX.items()}, "worst_gap_points": round(best.error_points, 2)}, as_json)
 
 
 @app.command()
@@ -302,7 +332,7 @@ def bench_serving(
 
 
 TRACE_HELP = "twitter | azure-code | azure-conv | servegen-mm | maf, or a file: CSV/TSV or JSON Lines, optionally gzip"
-PROMPTS_HELP = "world (heavy reuse) | diffusiondb | parti | drawbench, or a file: text (one per line), CSV/TSV or JSON Lines"
+PROMPTS_HELP = "world (real reuse, calibrated to NIRVANA's K mix on DiffusionDB) | world-heavy (mostly repeats) | diffusiondb | parti | drawbench, or a file: text (one per line), CSV/TSV or JSON Lines"
 
 
 def _sources(trace: str, time_column: str | None, time_unit: str, time_field: str | None, prompts: str, prompt_column: str | None):

@@ -13,8 +13,13 @@ from orchestrator.policy.base import PolicyContext
 from orchestrator.policy.registry import make_policy
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.simulator import SimConfig, Simulator, summarize
-from orchestrator.sim.workload import PromptSource, Request, Trace, TraceSource, load_prompts, load_trace, request_stream, scale_to_peak, source_name
-from orchestrator.sim.world import TableWorld, TextWorld, embed_prompts
+from orchestrator.sim.workload import (WORLD_STREAMS, PromptSource, Request, Trace, TraceSource, load_prompts, load_trace, request_stream,
+                                      scale_to_peak, source_name)
+from orchestrator.sim.world import CacheWorld, World, embed_prompts
+
+
+WARM_PROMPTS = 1000
+"""Prompts in the simulated cache before a stream starts (as in the reuse calibration)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,39 +29,58 @@ class Workload:
     slo_ms: float
     capacity_rps: float
     """The workers' k0 capacity at the SLO, which ``peak_load`` multiplies."""
-    make_world: Callable[[], TableWorld]
-    """A fresh view of the prompts for one simulated run: the profile's table for the world's stream,
-    the prompts' own text embeddings for a real prompt set (``orchestrator.sim.world``)."""
+    make_world: Callable[[], World]
+    """A fresh world for one simulated run: an empty simulated cache (plus the warm prompts) that fills
+    with what the run serves (``orchestrator.sim.world.CacheWorld``)."""
     warm_prompts: tuple[str, ...] = ()
     """Prompts the cache holds before the stream's first request (the live bench generates them into
     every policy's tenant before its replay; the simulated cache starts with them)."""
+    similarity: str = ""
+    """What the simulated cache's similarity is computed from (printed with results)."""
 
 
 def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int, peak_load: float, duration_s: float | None,
                    prompts: str | PromptSource,
-                   slo_factor: float = 2.0, seed: int = 0, cold_cache: bool = False, warm_prompts: int = 0) -> Workload:
+                   slo_factor: float = 2.0, seed: int = 0, cold_cache: bool = False, warm_prompts: int = WARM_PROMPTS) -> Workload:
     """Trace scaled so its peak is ``peak_load`` x the cluster's k0 capacity, SLO = ``slo_factor`` x
-    the k0 batch-of-one latency, prompts in order; seeded, so live and simulated runs replay the same stream.
+    the k0 batch-of-one latency; seeded, so live and simulated runs replay the same stream.
 
-    The simulated cache: for world prompts, the profile's table (each prompt finds the neighbour it
-    found among the profile's pool of earlier generations: a warm cache, the steady state); with
-    ``cold_cache``, or for a real prompt set, the stream's own earlier prompts through the deployed
-    text encoder (an empty cache that fills as the stream goes, as a live replay's does). There,
-    ``warm_prompts`` more prompts of the same source, the ones after the stream's, are in the cache
-    before the first request: a deployment's cache persists (its own pod with a volume), so a
-    replay of a few minutes from an empty one measures a cold start rather than serving."""
+    The simulated cache (``CacheWorld``) holds what each run served, looked up through the deployed
+    text encoder's embeddings. ``warm_prompts`` more prompts of the same source, drawn before the
+    stream's (so the stream's edits and repeats may refer to them, as to a persisted cache's), are in
+    the cache before the first request: a deployment's cache persists (its own pod with a volume), so
+    a replay of a few minutes from an empty one measures a cold start rather than serving.
+    ``cold_cache``: no warm prompts (a cold start). Real prompts are keyed by the lexical stand-in
+    (``orchestrator.sim.lexical``)."""
     scaled, slo_ms, capacity = _scaled_trace(profile, trace, num_workers, peak_load, duration_s, slo_factor, seed)
     n = len(scaled.arrivals_s)
-    stream = load_prompts(prompts, n + warm_prompts, seed=seed)  # the world's stream is prefix-stable: its first n are the same
+    warm_n = 0 if cold_cache else warm_prompts
+    stream = load_prompts(prompts, warm_n + n, seed=seed)
+    warm, stream = tuple(stream[:warm_n]), stream[warm_n:]
     requests = request_stream(scaled, stream, slo_ms, seed=seed)
-    textual = cold_cache or source_name(prompts) != "world"
-    warm = tuple(stream[(n + j) % len(stream)] for j in range(warm_prompts)) if textual and stream else ()
-    if not textual:
-        make_world = functools.partial(TableWorld, profile)
-    else:
-        embeddings = embed_prompts([r.prompt for r in requests] + list(warm))
-        make_world = functools.partial(TextWorld, profile, embeddings, warm)
-    return Workload(scaled, requests, slo_ms, capacity, make_world, warm)
+    world_prompts = source_name(prompts) in WORLD_STREAMS
+    similarity = similarity_label(prompts)
+    if profile.ground_truth is None:
+        raise ValueError(f"profile {profile.source[:60]!r}... carries no ground-truth table: run `argus build-pairs` (it writes one into profiles/)")
+    if not world_prompts:  # real prompts: the lexical stand-in key
+        from orchestrator.sim.lexical import SimilarityMap, lexical_embeddings, nearest_earlier
+
+        ordered = list(warm) + stream
+        dim = profile.quality.embeddings.shape[1]
+        embeddings = lexical_embeddings(ordered, dim, seed)
+        sim_map = SimilarityMap.fit(nearest_earlier(ordered, embeddings, len(warm)), profile.thresholds)
+        make_world = functools.partial(CacheWorld, profile, embeddings, warm, similarity_map=sim_map)
+        return Workload(scaled, requests, slo_ms, capacity, make_world, warm, similarity)
+    embeddings = embed_prompts(stream + list(warm))
+    make_world = functools.partial(CacheWorld, profile, embeddings, warm)
+    return Workload(scaled, requests, slo_ms, capacity, make_world, warm, similarity)
+
+
+def similarity_label(prompts: str | PromptSource) -> str:
+    """What the simulated cache's similarity is computed from, for this prompt source (printed with results)."""
+    from orchestrator.sim.lexical import LABEL
+
+    return "the deployed (embedded) text encoder" if source_name(prompts) in WORLD_STREAMS else LABEL
 
 
 def _scaled_trace(profile: Profile, trace: str | TraceSource, num_workers: int, peak_load: float, duration_s: float | None,
@@ -81,7 +105,7 @@ def build_label_workload(scenario, trace: str | TraceSource, num_workers: int, p
 
 
 def simulate(profile: Profile, requests: list[Request], num_workers: int, policies: tuple[str, ...], duration_s: float,
-             slo_ms: float, make_world: Callable[[], TableWorld] | None = None, colocated: tuple[str, ...] = (),
+             slo_ms: float, make_world: Callable[[], World] | None = None, colocated: tuple[str, ...] = (),
              decision_profile: Profile | None = None, text_predictor=None) -> dict[str, dict]:
     """Each policy on the same requests in the simulator: its table row plus its wall time. Workers
     run at ``profile``'s latencies; policies decide (and replan) from ``decision_profile`` (default

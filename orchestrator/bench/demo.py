@@ -23,7 +23,7 @@ from orchestrator.triton.client import generate_with_levels, infer_input
 from orchestrator.triton.repository import PROJECT_REPOSITORY, RepositoryConfig, models_to_load, variant_k, write_repository
 from orchestrator.paths import CPU_PROFILE, RUNS_DIR
 from orchestrator.triton.server import TritonConfig, TritonServer
-from orchestrator.sim.workload import SHARED, real_prompts
+from orchestrator.sim.workload import SHARED, real_prompts, world_prompt_stream
 from tiny_model.models import WEIGHTS_DIR
 from tiny_model.world import sample_scene
 
@@ -97,7 +97,7 @@ def save_grid(path: Path, rows: list[list[np.ndarray]], scale: int = 3) -> None:
     grid.save(path)
 
 
-def run_orchestrated(cfg: DemoConfig, worker: str, prompts: list[str], log) -> dict:
+def run_orchestrated(cfg: DemoConfig, worker: str, log) -> dict:
     """An open-loop burst at ``burst_load`` x the k0 capacity through the front door (argus policy)."""
     import threading
 
@@ -111,7 +111,9 @@ def run_orchestrated(cfg: DemoConfig, worker: str, prompts: list[str], log) -> d
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{cfg.frontdoor_port}")
         rate = cfg.burst_load * 1000.0 / engine.profile.variants["k0"].latency_ms[1]
         n = max(1, int(rate * cfg.burst_seconds))
-        log(f"orchestrator: {n} requests at {rate:.1f} req/s ({cfg.burst_load}x the k0 capacity) through the front door, policy argus")
+        log(f"orchestrator: {n} requests of the default world stream (real reuse) at {rate:.1f} req/s ({cfg.burst_load}x the k0 capacity) "
+            "through the front door, policy argus")
+        stream = world_prompt_stream(n, seed=0)
         results: list = []
         lock = threading.Lock()
 
@@ -122,7 +124,7 @@ def run_orchestrated(cfg: DemoConfig, worker: str, prompts: list[str], log) -> d
         t0 = time.monotonic()
         for i in range(n):
             time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
-            client.async_infer("t2i", [infer_input("PROMPT", np.array([prompts[i % len(prompts)].encode()], dtype=np.object_), "BYTES")], cb)
+            client.async_infer("t2i", [infer_input("PROMPT", np.array([stream[i].encode()], dtype=np.object_), "BYTES")], cb)
         deadline = time.monotonic() + 300
         while len(results) < n and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -175,7 +177,7 @@ def run_demo(cfg: DemoConfig, repo_cfg: RepositoryConfig = RepositoryConfig(), c
             runs[variant] = VariantRun(variant, images, lat, source.tolist() if k > 0 else [-1] * len(prompts))
             log(f"{variant}: {len(prompts)} images in {sum(lat):.1f}s")
         stats = client.get_inference_statistics(as_json=True)["model_stats"]
-        orchestrated = run_orchestrated(cfg, server.config.grpc_url, prompts, log) if cfg.profile_path.exists() else None
+        orchestrated = run_orchestrated(cfg, server.config.grpc_url, log) if cfg.profile_path.exists() else None
     scorer = QualityScorer()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     summary, records = [], []

@@ -136,7 +136,7 @@ def live_workload(cfg: LiveBenchConfig, profile: Profile, num_workers: int = 1) 
     """The stream every policy and the simulator replay: the trace compressed to ``minutes``. Each
     policy's replay starts from an empty cache (its own tenant), so its simulation does too."""
     return build_workload(profile, cfg.trace, num_workers, cfg.peak_load, cfg.minutes * 60.0, cfg.prompts, cfg.slo_factor, cfg.seed,
-                          cold_cache=True, warm_prompts=cfg.warm_prompts)
+                          warm_prompts=cfg.warm_prompts)
 
 
 # ------------------------------------------------------------------------------------------- warm

@@ -46,13 +46,14 @@ def run_sim_bench(cfg: SimBenchConfig, console=None) -> dict:
     rows = simulate(profile, requests, cfg.num_workers, policy_names(), trace.duration_s, slo_ms, wl.make_world)
     rows["oracle (offline bound)"] = oracle(profile, requests, cfg.num_workers, default_plan_interval_s(profile), wl.make_world())
     result = {"trace": trace.name, "prompts": source_name(cfg.prompts), "requests": len(requests), "duration_s": trace.duration_s, "workers": cfg.num_workers, "slo_ms": slo_ms,
-              "k0_capacity_rps": capacity, "profile": str(cfg.profile_path), "rows": rows}
+              "k0_capacity_rps": capacity, "profile": str(cfg.profile_path), "cache_similarity": wl.similarity, "warm_prompts": len(wl.warm_prompts),
+              "rows": rows}
     if cfg.out_dir:
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         (cfg.out_dir / "sim_summary.json").write_text(json.dumps(result, indent=2) + "\n")
     if console:
         table = Table(title=f"simulated: {trace.name}, {source_name(cfg.prompts)} prompts, {len(requests)} requests over {trace.duration_s:.0f} s, {cfg.num_workers} workers, "
-                            f"SLO {slo_ms / 1000:.2f} s, k0 capacity {capacity:.2f} req/s")
+                            f"SLO {slo_ms / 1000:.2f} s, k0 capacity {capacity:.2f} req/s; cache similarity: {wl.similarity}")
         for col in ("policy", "SLO violations %", "mean rel. quality", "goodput req/s", "throughput req/s", "shed %", "sim wall s"):
             table.add_column(col, justify="right")
         for name, r in rows.items():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.bench.common import build_workload, simulate
+from orchestrator.bench.common import WARM_PROMPTS, build_workload, similarity_label, simulate
 from orchestrator.paths import DOCS_DIR, paper_scale_profile
 from orchestrator.policy.base import default_plan_interval_s
 from orchestrator.policy.registry import policy_names
@@ -263,7 +263,8 @@ def run_sweep(cfg: SweepConfig, console=None) -> list[dict]:
     workers = 1 if cfg.live else cfg.num_workers
     what = (f"the fast/heavy scenario of `{cfg.quality_table}` (k0 = {cfg.base}, fast = {cfg.fast}; test prompts only; "
             f"quality 1 + pct(fast) - pct(base) of the table's score, not ours)" if scenario is not None else
-            f"{source_name(cfg.prompts)} prompts, profile `{cfg.profile_path.name}`")
+            f"{source_name(cfg.prompts)} prompts (simulated cache keyed on {similarity_label(cfg.prompts)}, "
+            f"{WARM_PROMPTS} prompts cached first), profile `{cfg.profile_path.name}`")
     flags = " --live" if cfg.live else (f" --quality-table {cfg.quality_table} --fast {cfg.fast} --base {cfg.base}" if scenario is not None else "")
     header = (f"# Load sweep ({mode}): `argus bench sweep{flags} --seeds {cfg.seeds}`\n\n"
               f"Trace {source_name(cfg.trace)}, {what}, {workers} worker(s), "

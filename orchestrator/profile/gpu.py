@@ -46,7 +46,7 @@ def sdxl_a100_profile(quality_from: Profile, num_steps: int = 50) -> Profile:
         variants[name] = dataclasses.replace(vp, latency_ms=latency, load_time_s=LOAD_TIME_S if name == "fast" else 0.0)
     src = "; ".join(f"{k}: {v}" for k, v in SOURCES.items())
     return Profile({n: VariantProfile(**dataclasses.asdict(v)) for n, v in variants.items()}, quality_from.quality, dict(quality_from.thresholds),
-                   source="SD-XL on A100 from public figures. " + src)
+                   source="SD-XL on A100 from public figures. " + src, ground_truth=quality_from.ground_truth)
 
 
 def write_gpu_profile(quality_from: Path, out: Path) -> Path:

@@ -257,7 +257,8 @@ def profile_from_rows(rows: list[dict], quality_from: Profile, num_steps: int = 
     return Profile(variants, quality_from.quality, dict(quality_from.thresholds),
                    source=f"SD-XL parts measured on {header['gpu']} ({mode}; {origin}): {num_steps} steps with guidance per k0 "
                           f"image, {FAST_STEPS} without for the fast model, VAE decode, both text encoders; model switch = UNet weights "
-                          f"disk to device. Quality per prompt and variant from the measured tiny-model profile.")
+                          f"disk to device. Quality per prompt and variant from the measured tiny-model profile.",
+                   ground_truth=quality_from.ground_truth)
 
 
 def gpu_slug(name: str) -> str:

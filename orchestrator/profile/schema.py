@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.sim.ground_truth import GroundTruthTable
+
 
 @dataclasses.dataclass
 class VariantProfile:
@@ -97,6 +99,9 @@ class Profile:
     source: str = ""
     """Where the numbers come from (measured command, or cited figures)."""
     frontdoor: FrontDoorCost = dataclasses.field(default_factory=FrontDoorCost)
+    ground_truth: GroundTruthTable | None = None
+    """The simulator's truth for world prompts, keyed by what differs (``argus build-pairs``); None in
+    a profile written before it existed (the benches then refuse the simulated cache)."""
 
     def available_variants(self, similarity: dict[str, float]) -> frozenset[str]:
         """Variants servable for a prompt: those needing no cache, and each K variant whose best
@@ -131,6 +136,7 @@ class Profile:
                 "relative_quality": {v: np.round(x, 5).tolist() for v, x in q.relative_quality.items()},
                 "similarity": {v: np.round(x, 5).tolist() for v, x in q.similarity.items()},
             },
+            **({"ground_truth": self.ground_truth.to_json()} if self.ground_truth is not None else {}),
         }
 
     def save(self, path: Path) -> None:
@@ -153,8 +159,9 @@ class Profile:
         missing = [v for v in variants if v not in table.relative_quality and v != "k0"]
         if missing:
             raise ValueError(f"profile has no quality data for variants {missing}")
+        gt = GroundTruthTable.from_json(data["ground_truth"]) if "ground_truth" in data else None
         return cls(variants, table, {int(k): float(t) for k, t in data["thresholds"].items()}, data.get("source", ""),
-                   FrontDoorCost(**data.get("frontdoor", {})))
+                   FrontDoorCost(**data.get("frontdoor", {})), gt)
 
     @classmethod
     def load(cls, path: Path) -> Profile:

@@ -93,7 +93,7 @@ class LabelWorld(TableWorld):
         super().__init__(scenario.profile)
         self.scenario = scenario
 
-    def observe(self, prompt: str) -> PromptView:
+    def observe(self, prompt: str, now_s: float | None = None) -> PromptView:
         return PromptView(self.scenario.embeddings[prompt], {}, {"k0": 1.0, "fast": self.scenario.truth[prompt]})
 
 

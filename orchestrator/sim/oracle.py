@@ -12,7 +12,7 @@ import math
 
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.workload import Request
-from orchestrator.sim.world import TableWorld
+from orchestrator.sim.world import TableWorld, World
 
 DROP_PENALTY = 100.0
 """Per dropped request: far above any quality gain, so the LP drops only what cannot fit."""
@@ -23,7 +23,7 @@ def worker_seconds_per_image(profile: Profile) -> dict[str, float]:
     return {v: vp.latency_ms[max(vp.latency_ms)] / 1000.0 / max(vp.latency_ms) for v, vp in profile.variants.items()}
 
 
-def _windows(world: TableWorld, profile: Profile, requests: list[Request], window_s: float):
+def _windows(world: World, profile: Profile, requests: list[Request], window_s: float):
     """Requests grouped by window index ``floor(arrival / window_s)``: every request lands in exactly
     one window and every window holds at least one, whatever the float arithmetic (an end computed as
     ``t - t % w + w`` can equal ``t`` for large ``t``, leaving a window empty and the loop stuck)."""
@@ -36,13 +36,14 @@ def _windows(world: TableWorld, profile: Profile, requests: list[Request], windo
             yield batch
             batch = []
         current = index
-        view = world.observe(req.prompt)
+        view = world.observe(req.prompt, req.arrival_s)
+        world.served(req.prompt, "k0", req.arrival_s)  # the bound: every request leaves all its latents
         batch.append((profile.available_variants(view.similarity), view.truth))
     if batch:
         yield batch
 
 
-def oracle(profile: Profile, requests: list[Request], num_workers: int, window_s: float, world: TableWorld | None = None) -> dict:
+def oracle(profile: Profile, requests: list[Request], num_workers: int, window_s: float, world: World | None = None) -> dict:
     import highspy
 
     world = world or TableWorld(profile)

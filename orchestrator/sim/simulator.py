@@ -2,8 +2,9 @@
 
 Virtual clock, simulated workers whose batch latencies come from the profile (with the front
 door's measured per-request cost and the mixed-variant slowdown, ``batch_duration_s``), a control tick
-every plan interval. Each request's prompt is seen through ``TableWorld`` (a row of the profile's
-quality table). Per request it calls what the front door calls: ``PolicyContext.features``, then
+every plan interval. Each request's prompt is seen through a world (``orchestrator.sim.world``: the
+benches' ``CacheWorld`` looks it up in a simulated cache of what was served, and scores it by measured
+ground truth for the source the policy chose). Per request it calls what the front door calls: ``PolicyContext.features``, then
 ``Policy.decide``; per tick, ``ControlLoop.tick``. Only Triton is replaced by the latency model,
 and a worker switched to another model family is out of routing for the family's load time.
 """
@@ -21,7 +22,7 @@ from orchestrator.policy.control import ControlLoop, ControlStep
 from orchestrator.policy.router import ClusterState, Decision, WorkerState, family_of, next_batch
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.workload import Request
-from orchestrator.sim.world import TableWorld
+from orchestrator.sim.world import TableWorld, World
 
 
 @dataclasses.dataclass
@@ -104,7 +105,7 @@ def summarize(records: list[Record], duration_s: float) -> dict:
 
 
 class Simulator:
-    def __init__(self, profile: Profile, policy: Policy, cfg: SimConfig, world: TableWorld | None = None):
+    def __init__(self, profile: Profile, policy: Policy, cfg: SimConfig, world: World | None = None):
         self.profile, self.policy, self.cfg = profile, policy, cfg
         self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(policy.ctx.profile)
         self.workers = [SimWorker(WorkerState(f"w{i}", fam, colocated=frozenset(cfg.colocated_families)))
@@ -115,7 +116,8 @@ class Simulator:
         self.events: list = []
         self.seq = 0
         self.records: dict[str, Record] = {}
-        self.truths: dict[str, dict[str, float]] = {}
+        self.truths: dict[str, float] = {}
+        self.prompts: dict[str, str] = {}
         self.log: list[SimEvent] = []
 
     def _push(self, t: float, kind: str, payload) -> None:
@@ -148,16 +150,18 @@ class Simulator:
 
     def _arrival(self, now: float, req: Request) -> None:
         self.control.count_arrival()
-        view = self.world.observe(req.prompt)
-        self.truths[req.request_id] = view.truth
+        view = self.world.observe(req.prompt, now)
+        ranks = self.policy.uses_cache and self.policy.ranks_sources and self.policy.ctx.pair is not None
         feats = self.policy.ctx.features(req.request_id, req.arrival_s, req.slo_ms, view.embedding,
                                          view.similarity if self.policy.uses_cache else {}, self.state.servable(self.policy.variants),
-                                         text=req.prompt)
+                                         view.candidates if ranks else None, text=req.prompt)
         d = self.policy.decide(feats, self.state, now)
         self.log.append(SimEvent(now, "arrival", req.request_id, decision=d))
         self.records[req.request_id] = Record(req.request_id, now, feats.deadline_s, d.variant, None, 0.0)
         if d.variant is None:
             return
+        self.truths[req.request_id] = self.world.commit(req.prompt, d.variant, feats.sources.get(d.variant), view)
+        self.prompts[req.request_id] = req.prompt
         w = next(w for w in self.workers if w.state.name == d.worker)
         w.queue.append((req.request_id, d))
         if w.busy_until <= now:
@@ -200,7 +204,8 @@ class Simulator:
         rid, decision = item
         rec = self.records[rid]
         rec.finish_s = now
-        rec.quality = self.truths[rid][decision.variant]
+        rec.quality = self.truths[rid]
+        self.world.served(self.prompts[rid], decision.variant, now)
         self.state.release(decision, now, observed_s=now - rec.arrival_s)
         self.log.append(SimEvent(now, "done", rid, decision=decision))
 

@@ -1,6 +1,13 @@
 """What the simulator knows about a prompt.
 
-``TableWorld`` (the world's own prompt stream): a row of the profile's quality table.
+``CacheWorld`` (every bench's world): each prompt is embedded with the deployed text encoder and
+looked up in a simulated cache (``orchestrator.sim.cache``) that holds what was actually served and
+warmed; the truth of serving it at K from a cached source is the measured ground truth for its kind
+and for what differs between the two (``orchestrator.sim.ground_truth``; real prompts borrow it by
+similarity), the fast model's the measured truth for its kind.
+
+``TableWorld`` (the parity test's fixed world, and the base of the quality-table scenario's
+``LabelWorld``): a row of the profile's quality table.
 
 Each prompt maps to a row (stable per prompt text, so reuse in the stream is reuse here): the
 row's embedding is what the text encoder would return, its measured similarity per K what the
@@ -8,12 +15,6 @@ cache would find, its relative quality per variant the truth that gets scored. A
 before in the stream finds its own latents (similarity 1, and resuming its own latent reproduces
 its k0 image). True relative quality is capped at 1: a measured ratio above 1 is scorer noise.
 
-``TextWorld`` (real prompt sets, a user's prompt file): the prompt's own reuse structure. Each
-prompt is embedded with the deployed text encoder (the embedded model's, the one the cache keys on);
-its cache similarity is its best cosine with the prompts before it in the stream (1 for an exact
-repeat), and its true quality at a K variant is that of the profiled prompt whose measured
-similarity at K is nearest. So which real prompts find near-duplicates follows their words; how
-much a near-duplicate of that similarity costs still comes from the world's measurements.
 """
 
 from __future__ import annotations
@@ -33,10 +34,24 @@ class PromptView:
     similarity: dict[str, float]
     """Best cached similarity per K variant (what a cache lookup would return)."""
     truth: dict[str, float]
-    """True relative quality per variant."""
+    """True relative quality per variant (K variants: resumed from the most similar source)."""
+    candidates: object | None = None
+    """The cache's sources per K variant (``SourceCandidates``), for a policy that ranks them."""
 
 
-class TableWorld:
+class World:
+    """What the simulator asks of a world besides ``observe``: the truth once a source is chosen,
+    and the cache's update once a generation is served. Worlds without a cache ignore both."""
+
+    def commit(self, prompt: str, variant: str, source: int | None, view: PromptView) -> float:
+        """The request is served at ``variant`` from cache entry ``source`` (None: the most similar); its true quality."""
+        return view.truth[variant]
+
+    def served(self, prompt: str, variant: str, now_s: float) -> None:
+        """The generation finished: a cache keeps its latents."""
+
+
+class TableWorld(World):
     def __init__(self, profile: Profile):
         self.profile = profile
         self.seen: set[str] = set()
@@ -44,7 +59,7 @@ class TableWorld:
     def row(self, prompt: str) -> int:
         return int(hashlib.sha1(prompt.encode()).hexdigest()[:8], 16) % len(self.profile.quality.prompts)
 
-    def observe(self, prompt: str) -> PromptView:
+    def observe(self, prompt: str, now_s: float | None = None) -> PromptView:
         """The prompt's view at its arrival; later arrivals of the same text are repeats."""
         table = self.profile.quality
         row = self.row(prompt)
@@ -70,55 +85,6 @@ class TableWorld:
         return min(1.0, float(self.profile.quality.relative_quality[variant][row]))
 
 
-class TextWorld(TableWorld):
-    def __init__(self, profile: Profile, embeddings: dict[str, np.ndarray], warm: tuple[str, ...] = ()):
-        """``warm``: prompts cached before the stream (each in ``embeddings``): the stream finds them
-        as it finds its own earlier prompts, and the same text as an exact match."""
-        super().__init__(profile)
-        self.embeddings = embeddings
-        """Prompt -> unit-norm pooled text embedding (``embed_prompts``), shared by every run on the stream."""
-        self.cache = np.zeros((len(embeddings), next(iter(embeddings.values())).shape[0]), np.float32)
-        """The distinct prompts seen so far, in their first ``cached`` rows (each prompt is cached once)."""
-        self.cached = 0
-        table = profile.quality
-        self.by_similarity = {}
-        for v, vp in profile.variants.items():
-            if vp.needs_cache:
-                order = np.argsort(table.similarity[v])
-                self.by_similarity[v] = (table.similarity[v][order], order)
-        for prompt in warm:
-            self._remember(prompt)
-
-    def _remember(self, prompt: str) -> None:
-        """Cache a prompt's latents (once per distinct text): later arrivals can resume from them."""
-        if prompt not in self.seen:
-            self.seen.add(prompt)
-            self.cache[self.cached] = self.embeddings[prompt]
-            self.cached += 1
-
-    def _nearest_row(self, v: str, similarity: float) -> int:
-        sims, order = self.by_similarity[v]
-        i = int(np.clip(np.searchsorted(sims, similarity), 1, len(sims) - 1))
-        return int(order[i - 1] if similarity - sims[i - 1] <= sims[i] - similarity else order[i])
-
-    def observe(self, prompt: str) -> PromptView:
-        table = self.profile.quality
-        emb = self.embeddings[prompt]
-        repeat = prompt in self.seen
-        best = 1.0 if repeat else (float((self.cache[: self.cached] @ emb).max()) if self.cached else -1.0)
-        self._remember(prompt)
-        sims, truth = {}, {"k0": 1.0}
-        for v, vp in self.profile.variants.items():
-            if v == "k0":
-                continue
-            if vp.needs_cache:
-                sims[v] = best
-                truth[v] = self.cached_truth(v, best, self._nearest_row(v, best))
-            else:
-                truth[v] = min(1.0, float(table.relative_quality[v][self.row(prompt)]))
-        return PromptView(emb, sims, truth)
-
-
 def embed_prompts(prompts: list[str], batch: int = 256) -> dict[str, np.ndarray]:
     """Unit-norm pooled embeddings of the distinct prompts with the deployed (embedded) text encoder, in-process."""
     import torch
@@ -137,3 +103,73 @@ def embed_prompts(prompts: list[str], batch: int = 256) -> dict[str, np.ndarray]
             pooled /= np.linalg.norm(pooled, axis=1, keepdims=True) + 1e-12
             out.update(zip(chunk, pooled))
     return out
+
+
+class CacheWorld(World):
+    """Prompts looked up in a simulated cache of what was served; truth from measured ground truth."""
+
+    def __init__(self, profile: Profile, embeddings: dict[str, np.ndarray], warm: tuple[str, ...] = (), cache_cfg=None, tenant: str = "",
+                 similarity_map=None):
+        """``similarity_map``: raw cosine -> the profile's similarity scale, for keys that are not the deployed
+        encoder's (real prompts' lexical stand-in, ``orchestrator.sim.lexical``); None: the identity."""
+        from orchestrator.sim.cache import SimCache, SimCacheConfig
+
+        if profile.ground_truth is None:
+            raise ValueError("the profile carries no ground-truth table (argus build-pairs writes it; see README)")
+        self.profile, self.gt, self.embeddings, self.tenant = profile, profile.ground_truth, embeddings, tenant
+        self.now_s = 0.0
+        dim = next(iter(embeddings.values())).shape[0]
+        self.cache = SimCache(profile, dim, cache_cfg or SimCacheConfig(), clock=lambda: self.now_s)
+        self.levels = {v: vp.k for v, vp in profile.variants.items() if vp.needs_cache}
+        self.fast = [v for v, vp in profile.variants.items() if v != "k0" and not vp.needs_cache]
+        self.lookups: dict[str, object] = {}
+        self.mapped = similarity_map is not None
+        self.similarity_map = similarity_map or (lambda x: x)
+        for prompt in warm:
+            self.cache.insert(prompt, embeddings[prompt], 0, tenant)
+
+    def _truth(self, prompt: str, variant: str, source: str | None, similarity: float) -> float:
+        k = self.levels[variant]
+        if source is None:
+            return 0.0
+        q = self.gt.truth(prompt, source, k)
+        return min(1.0, q if np.isfinite(q) else self.gt.by_similarity(k, similarity))
+
+    def observe(self, prompt: str, now_s: float | None = None) -> PromptView:
+        from tiny_model.world import parse_caption
+
+        from orchestrator.sim.ground_truth import kind_of
+
+        if now_s is not None:
+            self.now_s = now_s
+        emb = self.embeddings[prompt]
+        found = self.cache.lookup(emb, self.tenant)
+        if self.mapped:
+            m = np.vectorize(self.similarity_map, otypes=[np.float32])
+            found = dataclasses.replace(found, similarity={v: self.similarity_map(x) for v, x in found.similarity.items()},
+                                        candidates=dataclasses.replace(found.candidates, similarity={v: m(x) for v, x in found.candidates.similarity.items()}))
+        self.lookups[prompt] = found
+        truth = {"k0": 1.0}
+        for v in self.levels:
+            entry = found.entry[v]
+            truth[v] = self._truth(prompt, v, self.cache.prompt_of.get(entry) if entry >= 0 else None, found.similarity[v])
+        spec = parse_caption(prompt)
+        for v in self.fast:
+            truth[v] = min(1.0, self.gt.fast_quality(kind_of(spec) if spec is not None else None))
+        return PromptView(emb, found.similarity, truth, found.candidates)
+
+    def commit(self, prompt: str, variant: str, source: int | None, view: PromptView) -> float:
+        if variant not in self.levels:
+            return view.truth[variant]
+        found = self.lookups[prompt]
+        entry = found.entry[variant] if source is None or source < 0 else source
+        src = self.cache.fetch(entry, self.levels[variant], self.tenant)
+        if src is None:  # evicted since the lookup: live, the generation falls back to k0
+            return 1.0
+        sim = self.similarity_map(float(np.dot(self.embeddings[prompt], self.cache.store.entry_embedding(entry))))
+        return self._truth(prompt, variant, src, sim)
+
+    def served(self, prompt: str, variant: str, now_s: float) -> None:
+        self.now_s = now_s
+        if variant == "k0" or variant in self.levels:
+            self.cache.insert(prompt, self.embeddings[prompt], self.levels.get(variant, 0), self.tenant)

@@ -13,8 +13,13 @@ from tiny_model.world import parse_caption, render, sample_scene
 
 
 def test_a_source_differs_in_exactly_the_named_kind_of_attribute():
+    """perturb changes one kind of attribute, as the simulator's ground-truth table classifies it."""
+    from orchestrator.sim.ground_truth import spec_difference
+
     rng = random.Random(3)
     seen = set()
+    named = {"none": {"none"}, "colour": {"colour"}, "size": {"size"}, "position": {"position"}, "background": {"background"},
+             "count_or_shape": {"count", "shape"}}
     for kind in KINDS:
         for _ in range(30):
             scene = sample_scene(rng, kind)
@@ -24,20 +29,25 @@ def test_a_source_differs_in_exactly_the_named_kind_of_attribute():
                 if src is None:
                     continue
                 seen.add(d)
-                b = parse_caption(src.caption())
-                if d == "none":
-                    assert src.caption() == scene.caption()
-                elif d == "background":
-                    assert b.background != a.background and b.objects == a.objects
-                elif d == "colour":
-                    assert {o.color for o in b.objects} != {o.color for o in a.objects} and b.background == a.background
-                    assert [o.shape for o in b.objects] == [o.shape for o in a.objects]
-                elif d == "position":
-                    assert [o.position for o in b.objects] != [o.position for o in a.objects]
-                    assert [(o.color, o.shape) for o in b.objects] == [(o.color, o.shape) for o in a.objects]
-                else:
-                    assert len(b.objects) != len(a.objects) or [o.shape for o in b.objects] != [o.shape for o in a.objects]
+                assert spec_difference(a, parse_caption(src.caption())) in named[d], (d, scene.caption(), src.caption())
     assert seen == set(DIFFERENCES)
+
+
+def test_spec_difference_names_one_kind_or_several():
+    from orchestrator.sim.ground_truth import spec_difference
+
+    def diff(a, b):
+        return spec_difference(parse_caption(a), parse_caption(b))
+
+    assert diff("a red circle on the left", "a red circle on the left") == "none"
+    assert diff("a red circle on the left", "a blue circle on the left") == "colour"
+    assert diff("a red circle on the left", "a red circle on the right") == "position"
+    assert diff("a red circle on the left", "a red square on the left") == "shape"
+    assert diff("a small red circle", "a large red circle") == "size"
+    assert diff("two red circles", "three red circles") == "count"
+    assert diff("a red circle on a gray background", "a red circle on a blue background") == "background"
+    assert diff("a red circle on the left", "a blue square on the left") == "several"
+    assert diff("a red circle", "a red circle on the left and a blue square on the right") == "several"
 
 
 class PerfectPipe:

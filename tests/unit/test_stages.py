@@ -69,3 +69,34 @@ def test_a_stage_is_recorded_and_shipped_only_when_better(tmp_path, monkeypatch)
     assert records[-1]["stage"] == "decoder_objects" and {"recipe", "steps", "wall_s", "before", "after"} <= set(records[-1])
     assert (tmp_path / "ckpt" / "candidate" / "vae.safetensors").exists()  # the candidate is kept beside the checkpoints
     assert not list(src.glob("*.pt"))
+
+
+def test_pooling_at_eos_keeps_every_hidden_state_and_reads_the_whole_caption():
+    from transformers import CLIPModel
+
+    from tiny_model.models import clip_config
+
+    tok = load_tokenizer()
+    clip = load_clip(tokenizer=tok)
+    if tok.eos_id != 2:  # weights past stage 3: rebuild the legacy copy (ids and rows exchanged back)
+        state = clip.state_dict()
+        emb = state["text_model.embeddings.token_embedding.weight"].clone()
+        emb[[2, 3]] = emb[[3, 2]]
+        state["text_model.embeddings.token_embedding.weight"] = emb
+        tok = tok.with_swapped_ids("<eos>", "<unk>")
+        clip = CLIPModel(clip_config(tok.vocab_size, tok.token_len, 2))
+        clip.load_state_dict(state)
+        clip.eval()
+    assert tok.eos_id == 2
+    new_tok, new_clip = st.pool_at_eos(tok, clip)
+    assert new_tok.eos_id == 3 and new_tok.special_id("<unk>") == 2 and new_clip.config.text_config.eos_token_id == 3
+    prompts = ["a red circle on the left", "a red circle on the right", ""]
+    ids = torch.from_numpy(new_tok(prompts))
+    with torch.no_grad():
+        old = clip.text_model(input_ids=torch.from_numpy(tok(prompts)))
+        new = new_clip.text_model(input_ids=ids)
+    torch.testing.assert_close(old.last_hidden_state, new.last_hidden_state, rtol=0, atol=0)
+    eos_at = (ids == 3).int().argmax(-1)
+    torch.testing.assert_close(new.pooler_output, new.last_hidden_state[torch.arange(3), eos_at], rtol=0, atol=0)
+    assert not torch.allclose(new.pooler_output[0], new.pooler_output[1])  # 'left' and 'right' now reach the pooled state
+    assert st.pool_at_eos(new_tok, new_clip)[0] is new_tok  # idempotent

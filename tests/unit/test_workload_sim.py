@@ -50,8 +50,10 @@ def test_request_streams_are_identical_for_a_seed():
     a = request_stream(trace, world_prompt_stream(len(trace.arrivals_s), seed=5), slo_ms=2000, seed=9)
     b = request_stream(poisson(2.0, 30, seed=3), world_prompt_stream(len(trace.arrivals_s), seed=5), slo_ms=2000, seed=9)
     assert a == b
-    prompts = world_prompt_stream(500, seed=5)
-    assert len(set(prompts)) < 400  # popular templates and iteration repeat prompts
+    from orchestrator.sim.workload import world_heavy_stream
+
+    assert len(set(world_heavy_stream(500, seed=5))) < 400  # the heavy preset: popular templates and iteration repeat prompts
+    assert 400 < len(set(world_prompt_stream(500, seed=5))) < 490  # real reuse: a few exact repeats, mostly edits and fresh scenes
 
 
 def test_simulator_event_order_and_batching_on_a_virtual_clock():
