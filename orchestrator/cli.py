@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 from pathlib import Path
 from typing import Optional
@@ -190,20 +189,11 @@ def build_pairs(out: Path = typer.Option(CPU_PAIRS), scenes_per_kind: int = type
                 from_pairs: bool = typer.Option(False, "--from-pairs", help="Reuse the triples already at --out (no generation).")):
     """Generate (prompt, cached source, K) triples and fast pairs scored by ground truth (the pair predictor's data), and write
     the simulator's ground-truth table keyed by what differs, with per-K thresholds calibrated from it, into the profiles."""
-    from orchestrator.profile.schema import Profile
-    from orchestrator.sim.ground_truth import GroundTruthTable
-    from tiny_model.pair_data import PairDataConfig, PairTable, write_pairs
+    from orchestrator.paths import DOCS_DIR
+    from orchestrator.sim.ground_truth import write_ground_truth
 
-    if not from_pairs:
-        console.print(f"wrote {write_pairs(PairDataConfig(scenes_per_kind=scenes_per_kind, seeds=seeds), out, log=console.print)}")
-    table = GroundTruthTable.from_pairs(PairTable.load(out))
-    table.source = f"argus build-pairs --scenes-per-kind {scenes_per_kind} --seeds {seeds} ({out.name}) on the shipped weights"
-    for path in profiles or sorted(CPU_PAIRS.parent.glob("*.json")):
-        prof = Profile.load(path)
-        thresholds = {k: table.thresholds[k] for k in prof.thresholds if k in table.thresholds}
-        dataclasses.replace(prof, ground_truth=table, thresholds={**prof.thresholds, **thresholds}).save(path)
-        console.print(f"{path}: ground-truth table and thresholds {thresholds}")
-    console.print(table.markdown())
+    write_ground_truth(out, profiles or sorted(CPU_PAIRS.parent.glob("*.json")), DOCS_DIR / "sim_ground_truth.md", scenes_per_kind, seeds,
+                       generate=not from_pairs, log=console.print)
 
 
 @app.command("calibrate-reuse")
@@ -211,13 +201,9 @@ def calibrate_reuse(profile_path: Path = typer.Option(CPU_PROFILE, "--profile"),
                     warm: int = typer.Option(1000, help="Cached prompts before each stream."), as_json: bool = typer.Option(False, "--json")):
     """Search the world stream's reuse mix (repeats, edits, fresh scenes) whose NIRVANA K shares, through the simulator's
     cache under the profile's thresholds, come closest to the real DiffusionDB log's (../shared/data/reuse)."""
-    from orchestrator.profile.schema import Profile
-    from orchestrator.sim.reuse import calibrate_mix
-    from orchestrator.sim.workload import REFERENCE_K_MIX
+    from orchestrator.sim.reuse import calibration_report
 
-    best = calibrate_mix(Profile.load(profile_path), n=n, warm=warm, log=(lambda *a: None) if as_json else console.print)
-    _emit({"mix": dataclasses.asdict(best.mix), "k_mix_pct": {str(k): round(v, 2) for k, v in best.k_mix.items()},
-           "reference_pct": {str(k): v for k, v in REFERENCE_K_MIX.items()}, "worst_gap_points": round(best.error_points, 2)}, as_json)
+    _emit(calibration_report(profile_path, n, warm, log=(lambda *a: None) if as_json else console.print), as_json)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.sim.ground_truth import GroundTruthTable
+from orchestrator.profile.ground_truth import GroundTruthTable
 
 
 @dataclasses.dataclass

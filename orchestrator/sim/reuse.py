@@ -76,3 +76,10 @@ def calibrate_mix(profile: Profile, n: int = 3000, warm: int = 1000, seeds: tupl
             best = Calibration(mix, k_mix, err)
             log(f"{mix}: {', '.join(f'K={k} {v:.1f}%' for k, v in k_mix.items())} (worst gap {err:.1f} points)")
     return best
+
+
+def calibration_report(profile_path, n: int = 3000, warm: int = 1000, log=print) -> dict:
+    """``argus calibrate-reuse``: the best mix, its K shares and the reference, as JSON."""
+    best = calibrate_mix(Profile.load(profile_path), n=n, warm=warm, log=log)
+    return {"mix": dataclasses.asdict(best.mix), "k_mix_pct": {str(k): round(v, 2) for k, v in best.k_mix.items()},
+            "reference_pct": {str(k): v for k, v in REFERENCE_K_MIX.items()}, "worst_gap_points": round(best.error_points, 2)}

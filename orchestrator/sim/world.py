@@ -25,6 +25,7 @@ import hashlib
 import numpy as np
 
 from orchestrator.policy.predictor import EXACT_MATCH
+from orchestrator.sim.ground_truth import kind_of, truth
 from orchestrator.profile.schema import Profile
 
 
@@ -132,13 +133,12 @@ class CacheWorld(World):
         k = self.levels[variant]
         if source is None:
             return 0.0
-        q = self.gt.truth(prompt, source, k)
+        q = truth(self.gt, prompt, source, k)
         return min(1.0, q if np.isfinite(q) else self.gt.by_similarity(k, similarity))
 
     def observe(self, prompt: str, now_s: float | None = None) -> PromptView:
         from tiny_model.world import parse_caption
 
-        from orchestrator.sim.ground_truth import kind_of
 
         if now_s is not None:
             self.now_s = now_s

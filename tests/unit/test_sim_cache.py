@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from orchestrator.sim.cache import SimCache, SimCacheConfig
-from orchestrator.sim.ground_truth import Cell, GroundTruthTable, calibrate_thresholds
+from orchestrator.profile.ground_truth import Cell, GroundTruthTable
+from orchestrator.sim.ground_truth import calibrate_thresholds
 from orchestrator.sim.world import CacheWorld
 from tests.unit.test_policies import fake_profile
 
