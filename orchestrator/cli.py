@@ -197,13 +197,18 @@ def build_pairs(out: Path = typer.Option(CPU_PAIRS), scenes_per_kind: int = type
 
 
 @app.command("calibrate-reuse")
-def calibrate_reuse(profile_path: Path = typer.Option(CPU_PROFILE, "--profile"), n: int = typer.Option(3000, help="Requests per stream."),
-                    warm: int = typer.Option(1000, help="Cached prompts before each stream."), as_json: bool = typer.Option(False, "--json")):
-    """Search the world stream's reuse mix (repeats, edits, fresh scenes) whose NIRVANA K shares, through the simulator's
-    cache under the profile's thresholds, come closest to the real DiffusionDB log's (../shared/data/reuse)."""
+def calibrate_reuse(profiles: list[Path] = typer.Option(None, "--profile", help="Default: every profile in profiles/ (the first one's "
+                                                       "ground-truth table is read)."),
+                    n: int = typer.Option(3000, help="Requests per stream."), warm: int = typer.Option(1000, help="Cached prompts before each stream."),
+                    write: bool = typer.Option(False, "--write", help="Write the thresholds into the profiles."),
+                    as_json: bool = typer.Option(False, "--json")):
+    """The cache thresholds per K (the larger of the ground-truth quality threshold and NIRVANA's published one mapped onto
+    this encoder by the default stream's reuse), and NIRVANA's K mix through the simulator's cache under them, against the
+    real DiffusionDB log's (../shared/data/reuse)."""
     from orchestrator.sim.reuse import calibration_report
 
-    _emit(calibration_report(profile_path, n, warm, log=(lambda *a: None) if as_json else console.print), as_json)
+    _emit(calibration_report(profiles or [CPU_PROFILE, *sorted(p for p in CPU_PAIRS.parent.glob("*.json") if p != CPU_PROFILE)], n, warm,
+                             write, log=(lambda *a: None) if as_json else console.print), as_json)
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """The simulator's ground-truth table, as the profile carries it: measured relative quality keyed by
 prompt kind, what differs between a prompt and its cached source, and K; the fast model's per kind;
-quality by similarity bin for prompts outside the world; and the cache thresholds calibrated from it.
+quality by similarity bin for prompts outside the world; and the per-K similarity below which hits lose
+more than the quality floor (the cache's thresholds never go below it).
 ``orchestrator.sim.ground_truth`` builds it from ground-truth triples and reads world prompts into its keys.
 """
 
@@ -35,8 +36,8 @@ class GroundTruthTable:
     """Prompt kind -> relative quality of the fast model."""
     similarity_bins: dict[int, tuple[np.ndarray, np.ndarray]]
     """K -> (bin upper edges of prompt-source similarity, mean relative quality per bin)."""
-    thresholds: dict[int, float]
-    """Calibrated cache similarity threshold per K."""
+    quality_thresholds: dict[int, float]
+    """Per K, the lowest similarity whose hits keep the quality floor (the cache's thresholds are at least these)."""
     source: str = ""
 
     # ------------------------------------------------------------------ lookups
@@ -66,13 +67,13 @@ class GroundTruthTable:
         return {"source": self.source, "step": step, "fast": {k: dataclasses.asdict(c) for k, c in self.fast.items()},
                 "similarity_bins": {str(k): {"upper_edges": np.round(e, 5).tolist(), "mean_quality": np.round(m, 5).tolist()}
                                     for k, (e, m) in self.similarity_bins.items()},
-                "thresholds": {str(k): round(t, 5) for k, t in self.thresholds.items()}}
+                "quality_thresholds": {str(k): round(t, 5) for k, t in self.quality_thresholds.items()}}
 
     @classmethod
     def from_json(cls, data: dict) -> GroundTruthTable:
         step = {(kind, diff, int(k)): Cell(**c) for kind, by_diff in data["step"].items() for diff, by_k in by_diff.items() for k, c in by_k.items()}
         bins = {int(k): (np.asarray(b["upper_edges"], np.float32), np.asarray(b["mean_quality"], np.float32)) for k, b in data["similarity_bins"].items()}
-        return cls(step, {k: Cell(**c) for k, c in data["fast"].items()}, bins, {int(k): float(t) for k, t in data["thresholds"].items()},
+        return cls(step, {k: Cell(**c) for k, c in data["fast"].items()}, bins, {int(k): float(t) for k, t in data["quality_thresholds"].items()},
                    data.get("source", ""))
 
     def markdown(self) -> str:
@@ -85,7 +86,8 @@ class GroundTruthTable:
                 if any(cells):
                     lines.append(f"| {kind} | {diff} | " + " | ".join(f"{c.mean:.2f} ({c.n}, ±{c.se:.2f})" if c else "-" for c in cells) + " |")
         lines += ["", "Fast model: " + ", ".join(f"{k} {c.mean:.2f} ({c.n}, ±{c.se:.2f})" for k, c in self.fast.items()) + ".",
-                  "", "Calibrated thresholds: " + ", ".join(f"K={k} {t:.3f}" for k, t in sorted(self.thresholds.items())) + "."]
+                  "", "Quality thresholds (the lowest similarity whose hits keep the floor): "
+                  + ", ".join(f"K={k} {t:.3f}" for k, t in sorted(self.quality_thresholds.items())) + "."]
         return "\n".join(lines) + "\n"
 
 

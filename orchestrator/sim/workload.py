@@ -233,9 +233,10 @@ def world_heavy_stream(n: int, seed: int = 0, templates: int = 300, zipf_a: floa
 class ReuseMix:
     """How each arrival of the ``world`` stream relates to earlier ones: an exact repeat, an edit (one
     or two kinds of attribute changed), or a fresh scene (the rest). The earlier prompt is drawn
-    uniformly from the last ``window`` arrivals (users iterate on recent prompts). The defaults are
-    calibrated (``orchestrator.sim.reuse.calibrate_mix``) so that NIRVANA's K mix under the profile's
-    thresholds matches the Argus authors' DiffusionDB log (``REFERENCE_K_MIX``)."""
+    uniformly from the last ``window`` arrivals (users iterate on recent prompts). Exact repeats are
+    about the reference's K=25 share and edits most of the rest; the cache thresholds are calibrated
+    on this stream (``orchestrator.sim.reuse.calibrate``) so that NIRVANA's K mix under them matches
+    the Argus authors' DiffusionDB log (``REFERENCE_K_MIX``)."""
 
     repeat: float = 0.06
     edit: float = 0.55
@@ -249,28 +250,46 @@ REFERENCE_K_MIX = {0: 22.5, 5: 42.6, 10: 21.3, 15: 4.6, 20: 3.2, 25: 5.9}
 
 
 def world_prompt_stream(n: int, seed: int = 0, mix: ReuseMix = ReuseMix()) -> list[str]:
-    """The ``world`` stream: repeats, edits and fresh scenes in ``mix``'s proportions (seeded)."""
+    """The ``world`` stream: repeats, edits and fresh scenes in ``mix``'s proportions (seeded). An edit or
+    a fresh scene is a caption not seen before in the stream (redrawn a few times if it is: the world's
+    grammar is small enough that chance alone would repeat a quarter of simple prompts), so exact
+    repeats are the ``repeat`` share, as in a real log."""
     from tiny_model.gt_eval import DIFFERENCES, perturb
 
     rng = random.Random(seed)
     scenes: list = []
+    seen: set[str] = set()
     kinds = [d for d in DIFFERENCES if d != "none"]
+
+    def edit(earlier):
+        scene = None
+        for d in rng.sample(kinds, len(kinds)):
+            scene = perturb(earlier, d, rng)
+            if scene is not None and scene.caption() not in seen:
+                break
+        if scene is not None and rng.random() < mix.two_attribute_edits:
+            for d in rng.sample(kinds, len(kinds)):
+                second = perturb(scene, d, rng)
+                if second is not None and second.caption() not in seen:
+                    return second
+        return scene
+
     for _ in range(n):
         u = rng.random()
         scene = None
         if scenes and u < mix.repeat + mix.edit:
             earlier = scenes[-1 - rng.randrange(min(mix.window, len(scenes)))]
-            if u < mix.repeat:
-                scene = earlier
-            else:
-                for d in rng.sample(kinds, len(kinds)):
-                    scene = perturb(earlier, d, rng)
-                    if scene is not None:
-                        break
-                if scene is not None and rng.random() < mix.two_attribute_edits:
-                    second = next((x for d in rng.sample(kinds, len(kinds)) if (x := perturb(scene, d, rng)) is not None), None)
-                    scene = second or scene
-        scenes.append(scene or sample_scene(rng))
+            scene = earlier if u < mix.repeat else edit(earlier)
+            if scene is not None and u >= mix.repeat and scene.caption() in seen:
+                scene = None
+        for _ in range(20):
+            if scene is not None:
+                break
+            fresh = sample_scene(rng)
+            scene = fresh if fresh.caption() not in seen else None
+        scene = scene or sample_scene(rng)
+        scenes.append(scene)
+        seen.add(scene.caption())
     return [s.caption() for s in scenes]
 
 

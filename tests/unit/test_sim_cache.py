@@ -124,18 +124,28 @@ def test_argus_in_the_simulator_resumes_from_a_less_similar_source_when_it_predi
     assert world.commit(target, "k25", far_entry, view) == pytest.approx(0.9)
 
 
-def test_calibrated_thresholds_keep_the_floor_and_rise_with_k():
+def test_quality_thresholds_find_where_the_quality_curve_meets_the_floor_and_rise_with_k():
     rng = np.random.default_rng(0)
     sim = rng.uniform(0.3, 1.0, 4000)
     k = np.repeat([5, 25], 2000)
     quality = np.where(k == 5, 1.0 - 0.3 * (1 - sim), 1.0 - 1.2 * (1 - sim)) + rng.normal(0, 0.02, 4000)
     th = calibrate_thresholds(sim, quality, k, floor=0.95)
-    assert th[5] < th[25]
-    for level in (5, 25):
-        m = (k == level) & (sim >= th[level])
-        assert quality[m].mean() >= 0.95
-        lower = (k == level) & (sim >= th[level] - 0.05)
-        assert quality[lower].mean() < 0.95 or th[level] - 0.05 < 0.3
+    assert th[5] == pytest.approx(1 - 0.05 / 0.3, abs=0.03) and th[25] == pytest.approx(1 - 0.05 / 1.2, abs=0.02)
+    flat = calibrate_thresholds(sim, np.full(4000, 0.99), k, floor=0.95)
+    assert flat[5] == pytest.approx(sim[k == 5].min()) and flat[25] >= flat[5]  # no loss anywhere: any source; monotone in K
+    assert calibrate_thresholds(sim, np.full(4000, 0.5), k, floor=0.95) == {5: 1.0, 25: 1.0}  # never good enough: exact only
+
+
+def test_cache_thresholds_are_the_larger_of_quality_and_reuse_and_rise_with_k():
+    from orchestrator.sim.reuse import combine_thresholds, reuse_thresholds
+    from orchestrator.sim.workload import REFERENCE_K_MIX
+
+    nearest = np.linspace(0.0, 1.0, 1001)
+    reuse = reuse_thresholds(nearest)
+    assert reuse[5] == pytest.approx(REFERENCE_K_MIX[0] / 100, abs=1e-3)  # 22.5% of requests fall below K=5's
+    assert reuse[10] == pytest.approx((REFERENCE_K_MIX[0] + REFERENCE_K_MIX[5]) / 100, abs=1e-3)
+    both = combine_thresholds({5: 0.9, 10: 0.1, 15: 0.2, 20: 0.3, 25: 1.0}, reuse)
+    assert both[5] == 0.9 and both[10] == 0.9 and both[15] >= reuse[15] and both[25] == pytest.approx(0.9999)
 
 
 @pytest.fixture(scope="module")
@@ -146,16 +156,15 @@ def shipped():
     return Profile.load(CPU_PROFILE)
 
 
-def test_the_shipped_thresholds_are_the_calibrated_ones_and_rise_with_k(shipped):
+def test_the_shipped_thresholds_are_the_repositorys_keep_the_quality_floor_and_rise_with_k(shipped):
     from orchestrator.triton.repository import RepositoryConfig
 
     assert shipped.ground_truth is not None, "argus build-pairs writes the ground-truth table into the profile"
-    calibrated = shipped.ground_truth.thresholds
-    assert {k: round(t, 4) for k, t in shipped.thresholds.items()} == {k: round(calibrated[k], 4) for k in shipped.thresholds}
-    assert {k: round(t, 4) for k, t in RepositoryConfig().cache_thresholds} == {k: round(calibrated[k], 4) for k in shipped.thresholds}
-    levels = sorted(calibrated)
-    assert all(calibrated[a] <= calibrated[b] for a, b in zip(levels, levels[1:]))
-    assert len(set(calibrated.values())) > 1  # they differ per K, as NIRVANA's published ones do
+    th = shipped.thresholds
+    assert {k: round(t, 4) for k, t in RepositoryConfig().cache_thresholds} == {k: round(t, 4) for k, t in th.items()}
+    assert all(th[k] >= min(shipped.ground_truth.quality_thresholds[k], 0.9999) - 1e-4 for k in th)
+    levels = sorted(th)
+    assert all(th[a] < th[b] for a, b in zip(levels, levels[1:]))  # they differ per K and rise, as NIRVANA's published ones
 
 
 def test_nirvana_k_mix_on_the_default_world_stream_matches_the_real_log(shipped):
