@@ -15,6 +15,7 @@ K threshold here. Results on real prompts say so ("lexical stand-in").
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 
@@ -37,6 +38,9 @@ def lexical_embeddings(prompts: list[str], dim: int, seed: int = 0) -> dict[str,
     dense = TruncatedSVD(k, random_state=seed).fit_transform(x) if k < x.shape[1] else x.toarray()
     out = np.zeros((len(unique), dim), np.float32)
     out[:, : dense.shape[1]] = dense
+    for i in np.flatnonzero(np.linalg.norm(out, axis=1) < 1e-9):  # no word TF-IDF knows ("!!!"): a direction of its own
+        seed_i = int(hashlib.sha1(unique[i].encode("utf-8", "replace")).hexdigest()[:8], 16)
+        out[i] = np.random.default_rng(seed_i).normal(size=dim)
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     return dict(zip(unique, out))
 
