@@ -220,8 +220,9 @@ def run_profile(url: str, out: Path, prompts: int, pool: int, repeats: int, batc
     load_s = measure_fast_load_s(client)
     repo = RepositoryConfig()
     prof = build_profile(LivePath.connect(url, repo.cached_levels), repo, quality, load_s, batches, repeats)
-    if out.exists():  # the ground-truth table is build-pairs' (regenerated with the weights), not this command's
-        prof.ground_truth = Profile.load(out).ground_truth
+    keep = quality_from or out
+    if Path(keep).exists():  # the ground-truth table is build-pairs' (regenerated with the weights), not this command's
+        prof.ground_truth = Profile.load(keep).ground_truth
     out.parent.mkdir(parents=True, exist_ok=True)
     prof.save(out)
     prof.frontdoor.overhead_ms = measure_frontdoor_overhead_ms(url, out, prof.frontdoor.probe_ms)
