@@ -62,7 +62,7 @@ def save_embedded(out_dir: Path, weights_dir: Path | None = None) -> Path:
     """The embedded tiny model as an SD-XL-format diffusers directory."""
     from transformers import CLIPTextModelWithProjection
 
-    from tiny_model.models import IMAGE_SIZE, TOKEN_LEN, UNET_SPECS, load_clip, load_tokenizer, load_unet, load_vae, scheduler_kwargs
+    from tiny_model.models import IMAGE_SIZE, UNET_SPECS, load_clip, load_tokenizer, load_unet, load_vae, scheduler_kwargs
 
     out_dir = Path(out_dir)
     tok = load_tokenizer(weights_dir)
@@ -86,7 +86,8 @@ def save_embedded(out_dir: Path, weights_dir: Path | None = None) -> Path:
              "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "DDIMScheduler"],
              "force_zeros_for_empty_prompt": False}
     (out_dir / "model_index.json").write_text(json.dumps(index, indent=2))
-    meta = {"hidden_layer": "last", "token_len": TOKEN_LEN, "image_size": IMAGE_SIZE, "special_ids": {"bos": 1, "eos": 2, "pad": 0, "manual_special": 1},
+    specials = {"bos": tok.special_id("<bos>"), "eos": tok.eos_id, "pad": tok.special_id("<pad>"), "manual_special": 1}
+    meta = {"hidden_layer": "last", "token_len": tok.token_len, "image_size": IMAGE_SIZE, "special_ids": specials,
             "extra_unets": [n for n in UNET_SPECS if n != "unet"]}
     (out_dir / ARGUS_META).write_text(json.dumps(meta, indent=2))
     return out_dir

@@ -24,7 +24,7 @@ def test_tokenizer_takes_any_prompt():
     tok = load_tokenizer()
     ids = tok(["a red circle", "An astronaut riding a horse, trending on artstation, 8k", "x" * 5000, "ünïcödé ✨"])
     assert ids.shape == (4, TOKEN_LEN)
-    assert (ids[:, 0] == 1).all() and (ids == 2).any(axis=1).all()  # <bos> ... <eos> even when truncated
+    assert (ids[:, 0] == 1).all() and (ids == tok.eos_id).any(axis=1).all()  # <bos> ... <eos> even when truncated
 
 
 def test_smoke_training_is_reproducible_and_loadable(tmp_path):
@@ -119,7 +119,7 @@ def test_token_len_covers_the_longest_caption_of_the_grammar():
     longest = max(tok.count(sample_scene(rng, kind).caption()) for kind in ("simple", "medium", "hard", "counting") for _ in range(1500))
     assert longest <= TOKEN_LEN == tok.token_len, (longest, TOKEN_LEN)
     ids = tok(["a large purple triangle at the bottom and a large yellow square on the right and a large orange circle on the left on a white background"])
-    assert (ids[0] == 2).sum() == 1 and ids[0, -1] == 0  # <eos> present, room to spare
+    assert (ids[0] == tok.eos_id).sum() == 1 and ids[0, -1] == 0  # <eos> present, room to spare
 
 
 class _Latents:
