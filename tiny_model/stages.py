@@ -214,7 +214,7 @@ class WholeCaptionStage:
     seed: int = 202
 
     def train(self, comps: Components, ckpt_dir: Path | None, log=print) -> dict:
-        from tiny_model.train import Dataset, encode_all, train_unet
+        from tiny_model.train import Dataset
 
         walls = {}
         t = time.time()
@@ -225,18 +225,7 @@ class WholeCaptionStage:
         comps.tokenizer = comps.tokenizer.with_token_len(self.token_len)
         clip_loss = self._train_new_positions(comps, data, old_len, ckpt_dir, log)
         walls["clip"] = round(time.time() - t, 1)
-        t = time.time()
-        shipped_scaling = comps.vae_scaling_factor
-        latents, hidden, pooled, scaling = encode_all(comps, data)
-        latents = latents / scaling * shipped_scaling  # the encoder is unchanged: keep the scale the UNets know
-        walls["encode"] = round(time.time() - t, 1)
-        cfg = _ckpt_cfg(ckpt_dir, every=250)
-        cfg = dataclasses.replace(cfg, unet_batch=self.unet_batch, unet_lr=self.unet_lr, ema_decay=self.ema_decay, seed=self.seed)
-        losses = {}
-        for spec, steps in ((BASE_UNET, self.unet_steps), (FAST_UNET, self.fast_unet_steps)):
-            t = time.time()
-            losses[spec.name] = float(np.mean(train_unet(cfg, comps, spec.name, steps, latents, hidden, pooled)[-50:]))
-            walls[spec.name] = round(time.time() - t, 1)
+        losses = finetune_unets(self, comps, data, ckpt_dir, walls)
         return {"clip_steps": self.clip_steps, "unet_steps": self.unet_steps, "fast_unet_steps": self.fast_unet_steps,
                 "final_loss": {"clip_new_positions": clip_loss, **losses}, "phase_wall_s": walls}
 
@@ -273,6 +262,26 @@ class WholeCaptionStage:
         clip.eval()
         clip.requires_grad_(True)
         return float(np.mean(run.losses[-50:]))
+
+
+def finetune_unets(stage, comps: Components, data, ckpt_dir: Path | None, walls: dict) -> dict[str, float]:
+    """Both UNets fine-tuned from the shipped weights on ``data`` with ``stage``'s batch, learning rate,
+    EMA, seed and step counts (checkpointed every 250 steps); the latents keep the scale the UNets
+    know, since no stage changes the encoder. Returns each UNet's final loss; adds phase wall times."""
+    from tiny_model.train import encode_all, train_unet
+
+    t = time.time()
+    latents, hidden, pooled, scaling = encode_all(comps, data)
+    latents = latents / scaling * comps.vae_scaling_factor
+    walls["encode"] = round(time.time() - t, 1)
+    cfg = dataclasses.replace(_ckpt_cfg(ckpt_dir, every=250), unet_batch=stage.unet_batch, unet_lr=stage.unet_lr,
+                              ema_decay=stage.ema_decay, seed=stage.seed)
+    losses = {}
+    for spec, steps in ((BASE_UNET, stage.unet_steps), (FAST_UNET, stage.fast_unet_steps)):
+        t = time.time()
+        losses[spec.name] = float(np.mean(train_unet(cfg, comps, spec.name, steps, latents, hidden, pooled)[-50:]))
+        walls[spec.name] = round(time.time() - t, 1)
+    return losses
 
 
 def extend_positions(clip, token_len: int):
@@ -337,7 +346,7 @@ class EosPoolingStage:
     seed: int = 303
 
     def train(self, comps: Components, ckpt_dir: Path | None, log=print) -> dict:
-        from tiny_model.train import Dataset, encode_all, train_unet
+        from tiny_model.train import Dataset
 
         walls = {}
         t = time.time()
@@ -346,17 +355,7 @@ class EosPoolingStage:
         comps.tokenizer, comps.clip = pool_at_eos(comps.tokenizer, comps.clip)
         proj_loss = self._train_projection(comps, data, log)
         walls["projection"] = round(time.time() - t, 1)
-        t = time.time()
-        latents, hidden, pooled, scaling = encode_all(comps, data)
-        latents = latents / scaling * comps.vae_scaling_factor  # encoder unchanged: keep the UNets' scale
-        walls["encode"] = round(time.time() - t, 1)
-        cfg = _ckpt_cfg(ckpt_dir, every=250)
-        cfg = dataclasses.replace(cfg, unet_batch=self.unet_batch, unet_lr=self.unet_lr, ema_decay=self.ema_decay, seed=self.seed)
-        losses = {}
-        for spec, steps in ((BASE_UNET, self.unet_steps), (FAST_UNET, self.fast_unet_steps)):
-            t = time.time()
-            losses[spec.name] = float(np.mean(train_unet(cfg, comps, spec.name, steps, latents, hidden, pooled)[-50:]))
-            walls[spec.name] = round(time.time() - t, 1)
+        losses = finetune_unets(self, comps, data, ckpt_dir, walls)
         return {"projection_steps": self.projection_steps, "unet_steps": self.unet_steps, "fast_unet_steps": self.fast_unet_steps,
                 "final_loss": {"text_projection": proj_loss, **losses}, "phase_wall_s": walls}
 
