@@ -46,7 +46,8 @@ def lexical_embeddings(prompts: list[str], dim: int, seed: int = 0) -> dict[str,
 
 
 def nearest_earlier(prompts: list[str], embeddings: dict[str, np.ndarray], warm: int = 0) -> np.ndarray:
-    """Each prompt's best cosine with the prompts before it (from index ``max(1, warm)`` on)."""
+    """Each prompt's best cosine with the prompts before it (from index ``max(1, warm)`` on: the requests
+    after ``warm`` cached prompts); keys of any kind (lexical stand-in or the deployed encoder's)."""
     x = np.stack([embeddings[p] for p in prompts])
     return np.array([float((x[:i] @ x[i]).max()) for i in range(max(1, warm), len(prompts))])
 

@@ -15,6 +15,7 @@ import numpy as np
 from orchestrator.policy.predictor import EXACT_MATCH
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.cache import SimCache, SimCacheConfig
+from orchestrator.sim.lexical import nearest_earlier
 from orchestrator.sim.workload import REFERENCE_K_MIX, ReuseMix, world_prompt_stream
 
 
@@ -38,12 +39,6 @@ def nirvana_k_mix(profile: Profile, prompts: list[str], embeddings: dict[str, np
 def mix_error(mix: dict[int, float], reference: dict[int, float] = REFERENCE_K_MIX) -> float:
     """The largest per-K gap in percentage points."""
     return max(abs(mix.get(k, 0.0) - r) for k, r in reference.items())
-
-
-def nearest_cached(prompts: list[str], embeddings: dict[str, np.ndarray], warm: int) -> np.ndarray:
-    """Each request's best similarity with everything before it (the warm prompts included)."""
-    x = np.stack([embeddings[p] for p in prompts]).astype(np.float32)
-    return np.array([float((x[:i] @ x[i]).max()) for i in range(max(warm, 1), len(x))])
 
 
 def reuse_thresholds(nearest: np.ndarray, reference: dict[int, float] = REFERENCE_K_MIX) -> dict[int, float]:
@@ -89,7 +84,7 @@ def calibrate(profile: Profile, mix: ReuseMix = ReuseMix(), n: int = 3000, warm:
     embed = embed or embed_prompts
     streams = [world_prompt_stream(warm + n, seed=s, mix=mix) for s in seeds]
     embs = [embed(st) for st in streams]
-    nearest = np.concatenate([nearest_cached(st, e, warm) for st, e in zip(streams, embs)])
+    nearest = np.concatenate([nearest_earlier(st, e, warm) for st, e in zip(streams, embs)])
     quality = dict(profile.ground_truth.quality_thresholds if profile.ground_truth is not None else profile.thresholds)
     reuse = reuse_thresholds(nearest)
     thresholds = combine_thresholds(quality, reuse)
