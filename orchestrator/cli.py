@@ -520,6 +520,21 @@ def bench_frontdoor(requests: int = typer.Option(48, help="Requests per phase (k
                               log=(lambda *a: None) if as_json else console.print), as_json)
 
 
+@bench_app.command("overload")
+def bench_overload(factor: float = typer.Option(5.0, help="Arrival rate as a multiple of the k0 throughput at the SLO."),
+                   duration_s: float = typer.Option(60.0, help="Length of the burst."),
+                   policy: str = typer.Option("argus"),
+                   as_json: bool = typer.Option(False, "--json", help="Print only the JSON object.")):
+    """A burst far above capacity through a real front door: how many served requests met the SLO (the figure the
+    reliability test prints but never asserts), with what was refused and the peak in flight."""
+    from orchestrator.bench.overload import OverloadBenchConfig, run_overload_bench
+
+    if factor <= 0 or duration_s <= 0:
+        raise typer.BadParameter("--factor and --duration-s must be > 0")
+    _emit(run_overload_bench(OverloadBenchConfig(factor=factor, duration_s=duration_s, policy=policy),
+                             log=(lambda *a: None) if as_json else console.print), as_json)
+
+
 def _emit(result: dict, as_json: bool) -> None:
     """One JSON object: bare on stdout with --json (for machines), pretty otherwise."""
     print(json.dumps(result)) if as_json else console.print_json(json.dumps(result))

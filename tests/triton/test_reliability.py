@@ -155,7 +155,7 @@ def test_overload_5x_for_60s_stays_bounded_and_recovers(triton):
     assert all(r[4].get("retry-after-ms") for r in refused), "every refusal carries a retry hint"
     assert float(np.percentile([r[5] for r in refused], 95)) < 0.5, "refusals are immediate"
     assert len(ok) >= 0.5 * rate / 5 * 60, "the cluster keeps serving at least half its k0 capacity"
-    within = [r for r in ok if r[5] * 1000 <= slo_ms]  # the SLO share is a speed figure: printed, never asserted (it flaked on a loaded machine)
+    within = [r for r in ok if r[5] * 1000 <= slo_ms]  # a speed figure: printed, never asserted (it flaked); `argus bench overload` measures it
     growth_mb = (max(b for _, b in rss[len(rss) // 4:]) - rss[len(rss) // 4][1]) / 2**20
     assert growth_mb < 64, f"front door memory grew {growth_mb:.0f} MB during the burst"
     assert recovered_at is not None and recovered_at < 15, recovered_at
@@ -443,3 +443,17 @@ def test_sigterm_drains_in_flight_persists_the_cache_and_exits_zero(tmp_path):
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tritons), "tritonserver left running"
     db = sqlite3.connect(cache_dir / "worker0" / "cache.sqlite")
     assert db.execute("SELECT COUNT(DISTINCT entry_id) FROM items").fetchone()[0] >= 4
+
+
+def test_overload_bench_reports_the_slo_share_the_overload_test_no_longer_asserts(triton):
+    """``argus bench overload`` on the session's tritonserver, a short burst: every request sent is
+    served, refused or failed (none lost), the admission bound holds, and the SLO shares are shares."""
+    from orchestrator.bench.overload import OverloadBenchConfig, run_overload_bench
+
+    out = run_overload_bench(OverloadBenchConfig(factor=4.0, duration_s=8.0, worker=triton.config.grpc_url,
+                                                 frontdoor_port=free_port_block(1)), log=lambda *_: None)
+    assert set(out) == {"rate_rps", "slo_ms", "sent", "served", "refused", "errors", "within_slo_share_of_served",
+                        "within_slo_share_of_sent", "peak_in_flight"}
+    assert out["sent"] == out["served"] + out["refused"] + out["errors"] and out["served"] > 0 and out["errors"] == 0
+    assert out["peak_in_flight"] <= 4
+    assert 0.0 <= out["within_slo_share_of_sent"] <= out["within_slo_share_of_served"] <= 1.0
