@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.profile.pairs import PairTable  # the schema belongs to profiling: the pair predictor reads it
 from tiny_model.gt_eval import DIFFERENCES, KINDS, LEVELS, _generate, attribute_accuracy, level_latents, perturb
 from tiny_model.world import BACKGROUNDS, COLORS, NUMBER_WORDS, POSITION_PHRASE, SHAPES, SIZES, ground_truth_check, sample_scene
 
@@ -47,58 +48,7 @@ class PairDataConfig:
     seed: int = 77
 
 
-@dataclasses.dataclass
-class PairTable:
-    """Prompts once (text, template, unit-norm pooled embedding), then triples and fast pairs by index."""
-
-    prompts: list[str]
-    templates: list[str]
-    embeddings: np.ndarray
-    """(prompts, D) unit norm: what the cache keys on."""
-    target: np.ndarray
-    """(triples,) index of the new prompt."""
-    source: np.ndarray
-    """(triples,) index of the cached source prompt."""
-    k: np.ndarray
-    """(triples,) step-skip level."""
-    difference: list[str]
-    """(triples,) what differs between them ('none', 'colour', 'colour+background', ...)."""
-    relative_quality: np.ndarray
-    """(triples,) seed-averaged ground-truth quality over the new prompt's K=0 quality."""
-    fast_prompt: np.ndarray
-    """(fast pairs,) prompt index."""
-    fast_quality: np.ndarray
-    """(fast pairs,) relative quality of the fast model on it."""
-    seed_noise_std: float = 0.0
-    """Per-prompt K=0 ground-truth quality, std across seeds: the floor under any per-prompt spread."""
-    seeds: int = 1
-    """Generations each quality is averaged over."""
-
-    @property
-    def noise_of_mean(self) -> float:
-        """Standard error of one seed-averaged quality: differences below it are not measured differences."""
-        return self.seed_noise_std / np.sqrt(max(self.seeds, 1))
-
-    @property
-    def similarity(self) -> np.ndarray:
-        return np.sum(self.embeddings[self.target] * self.embeddings[self.source], axis=1)
-
-    def save(self, path: Path) -> None:
-        np.savez_compressed(path, prompts=np.array(self.prompts), templates=np.array(self.templates), embeddings=self.embeddings.astype(np.float32),
-                            target=self.target, source=self.source, k=self.k, difference=np.array(self.difference),
-                            relative_quality=self.relative_quality.astype(np.float32), fast_prompt=self.fast_prompt,
-                            fast_quality=self.fast_quality.astype(np.float32), seed_noise_std=np.float32(self.seed_noise_std),
-                            seeds=np.int64(self.seeds))
-
-    @classmethod
-    def load(cls, path: Path) -> PairTable:
-        z = np.load(path)
-        return cls([str(p) for p in z["prompts"]], [str(t) for t in z["templates"]], z["embeddings"], z["target"], z["source"], z["k"],
-                   [str(d) for d in z["difference"]], z["relative_quality"], z["fast_prompt"], z["fast_quality"], float(z["seed_noise_std"]),
-                   int(z["seeds"]) if "seeds" in z else 1)
-
-
-def _sources(scene, rng: random.Random, two: int, unrelated: int = 1):
+def cached_sources(scene, rng: random.Random, two: int, unrelated: int = 1):
     """(difference label, source scene) pairs: one per single kind where possible, then ``two`` double
     ones, then ``unrelated`` scenes drawn at random (any kind): the far sources a cache also offers,
     without which a similarity threshold could not be calibrated."""
@@ -137,7 +87,7 @@ def build_pairs(cfg: PairDataConfig, pipe=None, log=print) -> PairTable:
     S = cfg.seeds
     scenes = [sample_scene(rng, kind) for kind in KINDS for _ in range(cfg.scenes_per_kind)]
     prompts = [s.caption() for s in scenes]
-    pairs = [(i, d, src.caption()) for i, s in enumerate(scenes) for d, src in _sources(s, rng, cfg.two_attribute_sources)]
+    pairs = [(i, d, src.caption()) for i, s in enumerate(scenes) for d, src in cached_sources(s, rng, cfg.two_attribute_sources)]
 
     def accuracy(images: np.ndarray, captions: list[str]) -> np.ndarray:
         return np.array([attribute_accuracy(ground_truth_check(im, c)) for im, c in zip(images, captions)])

@@ -37,6 +37,10 @@ class Workload:
     every policy's tenant before its replay; the simulated cache starts with them)."""
     similarity: str = ""
     """What the simulated cache's similarity is computed from (printed with results)."""
+    pair: object | None = None
+    """The pair predictor argus ranks cached sources with (``PairQualityPredictor``): world streams,
+    whose keys are the deployed encoder's embeddings it was trained on; None for real prompts (their
+    lexical stand-in key is another space)."""
 
 
 def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int, peak_load: float, duration_s: float | None,
@@ -73,7 +77,15 @@ def build_workload(profile: Profile, trace: str | TraceSource, num_workers: int,
         return Workload(scaled, requests, slo_ms, capacity, make_world, warm, similarity)
     embeddings = embed_prompts(stream + list(warm))
     make_world = functools.partial(CacheWorld, profile, embeddings, warm)
-    return Workload(scaled, requests, slo_ms, capacity, make_world, warm, similarity)
+    return Workload(scaled, requests, slo_ms, capacity, make_world, warm, similarity, world_pair_predictor())
+
+
+def world_pair_predictor():
+    """The pair predictor on the shipped ground-truth triples (``argus build-pairs``), or None without them."""
+    from orchestrator.paths import CPU_PAIRS
+    from orchestrator.sim.world import fit_pair_predictor
+
+    return fit_pair_predictor(CPU_PAIRS) if CPU_PAIRS.exists() else None
 
 
 def similarity_label(prompts: str | PromptSource) -> str:
@@ -106,12 +118,14 @@ def build_label_workload(scenario, trace: str | TraceSource, num_workers: int, p
 
 def simulate(profile: Profile, requests: list[Request], num_workers: int, policies: tuple[str, ...], duration_s: float,
              slo_ms: float, make_world: Callable[[], World] | None = None, colocated: tuple[str, ...] = (),
-             decision_profile: Profile | None = None, text_predictor=None) -> dict[str, dict]:
+             decision_profile: Profile | None = None, text_predictor=None, pair=None) -> dict[str, dict]:
     """Each policy on the same requests in the simulator: its table row plus its wall time. Workers
     run at ``profile``'s latencies; policies decide (and replan) from ``decision_profile`` (default
     the same), as a live front door decides from its profile while the machine runs at its own speed.
-    ``text_predictor``: the policies' context predicts the variants it covers from each prompt's text."""
+    ``text_predictor``: the policies' context predicts the variants it covers from each prompt's text.
+    ``pair``: the pair predictor that policies ranking cached sources (argus) read (``Workload.pair``)."""
     ctx = PolicyContext.build(decision_profile or profile, slo_ms)
+    ctx.pair = pair
     ctx.text = text_predictor  # a deployment's quality table: argus predicts the fast model from the prompt's text
     rows = {}
     for name in policies:

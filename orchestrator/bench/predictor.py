@@ -53,6 +53,8 @@ class HeldOut:
     mean_baseline: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     options: list[tuple[int, str, float, float]] = dataclasses.field(default_factory=list)
     """(target prompt, variant, predicted, measured) per held-out option, for the oracle picks."""
+    cells: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    """K variant -> the held-out rows' cell means (``cell_means``), where known."""
 
     def add(self, variant: str, target: np.ndarray, pred: np.ndarray, true: np.ndarray, train_mean: float) -> None:
         self.predicted.setdefault(variant, []).extend(map(float, pred))
@@ -70,8 +72,11 @@ def _prompt_only(variant: str, embeddings: np.ndarray, quality: np.ndarray, simi
     return pred if similarity is None else np.where(similarity[test] >= EXACT_MATCH, 1.0, pred)
 
 
-def held_out(pairs, folds: int = 4, seed: int = 0) -> dict[str, HeldOut]:
-    """Template-grouped folds: the pair predictor and the prompt-only baseline, predicted on every held-out row."""
+def held_out(pairs, folds: int = 4, seed: int = 0, extra=None, cell_of=None) -> dict[str, HeldOut]:
+    """Template-grouped folds: the pair predictor and the prompt-only baseline, predicted on every held-out row.
+    ``extra(held-out templates, training triples, training fast rows)``: more training rows for the pair
+    predictor built from the training fold alone (the world's ``cell_rows``). ``cell_of``: triple rows ->
+    their cell means, kept beside the measured values (``cell_means``)."""
     from orchestrator.policy.pair_predictor import PairQualityPredictor
 
     templates = np.array(pairs.templates)
@@ -86,12 +91,16 @@ def held_out(pairs, folds: int = 4, seed: int = 0) -> dict[str, HeldOut]:
         test_f = np.array([fold_of[g] == f for g in fast_groups])
         if not test_t.any():
             continue
-        model = PairQualityPredictor.fit(pairs, np.flatnonzero(~test_t), np.flatnonzero(~test_f), seed=seed)
+        held = frozenset(g for g in names if fold_of[g] == f)
+        rows = extra(held, np.flatnonzero(~test_t), np.flatnonzero(~test_f)) if extra is not None else None
+        model = PairQualityPredictor.fit(pairs, np.flatnonzero(~test_t), np.flatnonzero(~test_f), seed=seed, extra=rows)
         for k in sorted(set(pairs.k.tolist())):
             tr, te = ~test_t & (pairs.k == k), test_t & (pairs.k == k)
             y_tr, y_te = pairs.relative_quality[tr], pairs.relative_quality[te]
             tgt = pairs.target[te]
             out["pair"].add(f"k{k}", tgt, model.predict_step(e[tgt], e[pairs.source[te]], pairs.k[te]), y_te, float(y_tr.mean()))
+            if cell_of is not None:
+                out["pair"].cells.setdefault(f"k{k}", []).extend(map(float, cell_of(np.flatnonzero(te))))
             at_k = pairs.k == k
             base = _prompt_only(f"k{k}", e[pairs.target[at_k]], pairs.relative_quality[at_k], sim[at_k], test_t[at_k])
             out["prompt_only"].add(f"k{k}", tgt, base, y_te, float(y_tr.mean()))
@@ -143,15 +152,60 @@ def calibration(pred: np.ndarray, meas: np.ndarray) -> list[dict]:
              "n": int((which == d).sum())} for d in range(10) if (which == d).any()]
 
 
+def world_extra(pairs, scenes: int | None = None, seed: int = 0):
+    """``held_out``'s ``extra`` for the embedded world: ``cell_rows`` of the table grouped from the
+    training fold's triples, with no caption of a held-out template (captions embedded once)."""
+    from orchestrator.sim.ground_truth import CELL_SCENES, cell_rows, table_from_pairs
+    from orchestrator.sim.world import embed_prompts
+
+    cache: dict[str, np.ndarray] = {}
+
+    def embed(captions):
+        missing = [c for c in captions if c not in cache]
+        if missing:
+            cache.update(embed_prompts(missing))
+        return {c: cache[c] for c in captions}
+
+    def extra(held, triples, fast_rows):
+        table = table_from_pairs(pairs, triples=triples, fast_rows=fast_rows)
+        return cell_rows(table, embed, scenes or CELL_SCENES, seed, exclude_templates=held)
+
+    return extra
+
+
+def cell_means(pairs):
+    """Row indices -> the mean of each triple's own (kind, what differs, K) cell over every measured
+    triple: what a predictor can know at best from a prompt pair's kind and difference, free of the
+    per-pair spread; the simulator scores the world with these cells."""
+    from orchestrator.sim.ground_truth import kind_of, spec_difference, table_from_pairs
+    from tiny_model.world import parse_caption
+
+    table = table_from_pairs(pairs)
+    specs = [parse_caption(p) for p in pairs.prompts]
+    cells = np.array([table.step_quality(kind_of(specs[t]), spec_difference(specs[t], specs[s]), int(k))
+                      for t, s, k in zip(pairs.target, pairs.source, pairs.k)])
+    return lambda rows: cells[rows]
+
+
+def spearman_vs_cells(h: HeldOut) -> float:
+    """Per K variant, the rank correlation of the held-out predictions with the rows' cell means, averaged."""
+    from scipy.stats import spearmanr
+
+    return float(np.mean([spearmanr(h.predicted[v], h.cells[v]).statistic for v in h.cells]))
+
+
 def run_pair_eval(pairs_path: Path, profile_path: Path, folds: int = 4, console=None) -> dict:
     """``argus eval-predictor --pairs``: the pair predictor's summary (the JSON object); the
-    prompt-only baseline's is printed beside it."""
-    from tiny_model.pair_data import PairTable
+    prompt-only baseline's is printed beside it. World pairs (captions the grammar parses) train
+    with the world's cell-labelled rows, as the simulator's and the front door's predictor does."""
+    from orchestrator.profile.pairs import PairTable
+    from tiny_model.world import parse_caption
 
     pairs = PairTable.load(pairs_path)
     prof = Profile.load(profile_path)
     speed = {v: vp.latency_ms[min(vp.latency_ms)] for v, vp in prof.variants.items()}
-    models = held_out(pairs, folds)
+    world = all(parse_caption(p) is not None for p in pairs.prompts)
+    models = held_out(pairs, folds, extra=world_extra(pairs) if world else None, cell_of=cell_means(pairs) if world else None)
     out = summary(models["pair"], speed, pairs.noise_of_mean)
     if console:
         base = summary(models["prompt_only"], speed, pairs.noise_of_mean)
@@ -160,6 +214,9 @@ def run_pair_eval(pairs_path: Path, profile_path: Path, folds: int = 4, console=
         for name, s in (("pair predictor", out), ("prompt + similarity only", base)):
             console.print(f"{name:>24}: MAE / MAE of the mean {s['mae_ratio_to_mean']:.3f}, Spearman {s['spearman']:.3f}, "
                           f"oracle-pick agreement {s['oracle_pick_agreement']:.1%}")
+        if models["pair"].cells:
+            console.print(f"pair predictor against the rows' cell means (kind, what differs, K; what the simulator scores): "
+                          f"Spearman {spearman_vs_cells(models['pair']):.3f}")
         console.print("calibration (pair predictor): " + ", ".join(f"{c['predicted']:.2f}->{c['measured']:.2f}" for c in out["calibration"]))
     return out
 

@@ -43,7 +43,7 @@ def run_sim_bench(cfg: SimBenchConfig, console=None) -> dict:
     profile = Profile.load(cfg.profile_path)
     wl = build_workload(profile, cfg.trace, cfg.num_workers, cfg.peak_load, cfg.duration_s, cfg.prompts, cfg.slo_factor, cfg.seed)
     trace, requests, slo_ms, capacity = wl.trace, wl.requests, wl.slo_ms, wl.capacity_rps
-    rows = simulate(profile, requests, cfg.num_workers, policy_names(), trace.duration_s, slo_ms, wl.make_world)
+    rows = simulate(profile, requests, cfg.num_workers, policy_names(), trace.duration_s, slo_ms, wl.make_world, pair=wl.pair)
     rows["oracle (offline bound)"] = oracle(profile, requests, cfg.num_workers, default_plan_interval_s(profile), wl.make_world())
     result = {"trace": trace.name, "prompts": source_name(cfg.prompts), "requests": len(requests), "duration_s": trace.duration_s, "workers": cfg.num_workers, "slo_ms": slo_ms,
               "k0_capacity_rps": capacity, "profile": str(cfg.profile_path), "cache_similarity": wl.similarity, "warm_prompts": len(wl.warm_prompts),

@@ -93,7 +93,7 @@ def _sim_point(cfg: SweepConfig, profile: Profile, load: float, seed: int) -> di
 def _policies_and_oracle(cfg: SweepConfig, profile: Profile, wl, **simulate_kw) -> dict[str, dict[str, float]]:
     """Every policy, then the offline oracle, on one workload: a sweep point's rows."""
     duration = max(wl.trace.duration_s, 1e-9)
-    rows = simulate(profile, wl.requests, cfg.num_workers, policy_names(), duration, wl.slo_ms, wl.make_world, **simulate_kw)
+    rows = simulate(profile, wl.requests, cfg.num_workers, policy_names(), duration, wl.slo_ms, wl.make_world, pair=wl.pair, **simulate_kw)
     out = {p: _point(r) for p, r in rows.items()}
     o = oracle(profile, wl.requests, cfg.num_workers, default_plan_interval_s(profile), wl.make_world())
     out[ORACLE] = _point(o, goodput_rps=(1 - o["slo_violation_pct"] / 100.0) * len(wl.requests) / duration)

@@ -73,15 +73,17 @@ class PolicyContext:
         ``min_quality``, its predicted quality meets that floor; k0 always does). With a pair predictor
         and the cache's candidates, each K variant's source is the best-predicted one (``sources``)."""
         quality, sources = self.predictor.predict(embedding, similarity), {}
+        available = self.profile.available_variants(similarity)
         if self.pair is not None and candidates is not None and similarity:
             vp = self.profile.variants
             ranked = rank_sources(self.pair, embedding, candidates, {v: self.profile.thresholds[vp[v].k] for v in candidates.ids},
                                   {v: vp[v].k for v in candidates.ids})
             similarity, sources = {**similarity, **ranked.similarity}, ranked.entry
             quality = {**quality, **ranked.quality, **({"fast": self.pair.predict_fast(embedding)} if "fast" in quality else {})}
+            available = frozenset(v for v in available if v not in candidates.ids) | ranked.offered
         if self.text is not None and text is not None:  # a deployment's labels: a fast model may beat the base on a prompt (not capped at k0)
             quality = {**quality, **{v: q for v, q in self.text.predict(text).items() if v in quality}}
-        available = self.profile.available_variants(similarity) & servable
+        available = available & servable
         if min_quality is not None:
             available = frozenset(v for v in available if v == "k0" or quality.get(v, 0.0) >= min_quality)
         return RequestFeatures(request_id, arrival_s, arrival_s + slo_ms / 1000.0, self.classes.assign(embedding),

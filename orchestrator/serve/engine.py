@@ -43,11 +43,10 @@ from orchestrator.serve.workers import Probe, TritonWorkers, is_deadline_exceede
 log = logging.getLogger("argus.frontdoor")
 
 
-def fit_pair_predictor(pair_table: Path) -> PairQualityPredictor:
-    """The pair predictor fitted on a file of ground-truth triples (``tiny_model.pair_data``)."""
-    from tiny_model.pair_data import PairTable
+def _pair_predictor(pair_table: Path) -> PairQualityPredictor:
+    from orchestrator.sim.world import fit_pair_predictor
 
-    return PairQualityPredictor.fit(PairTable.load(pair_table))
+    return fit_pair_predictor(pair_table)
 
 
 class Overloaded(RuntimeError):
@@ -120,7 +119,7 @@ class Engine:
         self.cached_levels = sorted(self.profile.thresholds)
         """The K > 0 levels in the order of the probe's per-level outputs (ENTRY_IDS, SIMILARITY)."""
         self.policy = policy or make_policy(cfg.policy, dataclasses.replace(
-            PolicyContext.build(self.profile, cfg.default_slo_ms), pair=fit_pair_predictor(cfg.pair_table) if cfg.pair_table else None))
+            PolicyContext.build(self.profile, cfg.default_slo_ms), pair=_pair_predictor(cfg.pair_table) if cfg.pair_table else None))
         self.plan_interval_s = cfg.plan_interval_s or default_plan_interval_s(self.profile)
         self.workers = workers or TritonWorkers(cfg.workers, cfg.request_timeout_s, cfg.cache)
         self.state = ClusterState([WorkerState(w, f, colocated=frozenset(cfg.colocated_families))

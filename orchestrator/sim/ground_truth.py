@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from orchestrator.policy.pair_predictor import QUALITY_FLOOR  # the thresholds keep what argus offers past them
 from orchestrator.profile.ground_truth import KINDS, Cell, GroundTruthTable
 from tiny_model.world import SceneSpec, parse_caption
 
 SIMILARITY_BINS = 20
 """Quantile bins of prompt-source similarity per K, for real prompts' borrowed truth."""
-QUALITY_FLOOR = 0.915
-"""Threshold calibration: the quality a K's hits must keep. SD-XL's mean relative quality at K=25 in the
-Argus authors' artifact (../shared/data/reuse/README.md: 97.1 / 95.8 / 94.4 / 93.2 / 91.5% for K = 5..25),
-the least a NIRVANA hit keeps on real traffic."""
 
 
 def kind_of(spec: SceneSpec) -> str:
@@ -65,8 +62,11 @@ def truth(table: GroundTruthTable, target: str, source: str | None, k: int) -> f
     return table.step_quality(kind_of(a), spec_difference(a, b), k)
 
 
-def table_from_pairs(pairs, floor: float = QUALITY_FLOOR, bins: int = SIMILARITY_BINS) -> GroundTruthTable:
-    """Group a ``tiny_model.pair_data.PairTable``'s triples by (kind, what differs, K)."""
+def table_from_pairs(pairs, floor: float = QUALITY_FLOOR, bins: int = SIMILARITY_BINS, triples: np.ndarray | None = None,
+                     fast_rows: np.ndarray | None = None) -> GroundTruthTable:
+    """Group a ``PairTable``'s triples (or only the rows ``triples`` and ``fast_rows``) by (kind, what differs, K)."""
+    if triples is not None or fast_rows is not None:
+        pairs = pairs.subset(triples, fast_rows)
     specs = [parse_caption(p) for p in pairs.prompts]
     kinds = np.array([kind_of(specs[i]) for i in pairs.target])
     diffs = np.array([spec_difference(specs[t], specs[s]) for t, s in zip(pairs.target, pairs.source)])
@@ -113,6 +113,51 @@ def calibrate_thresholds(similarity: np.ndarray, quality: np.ndarray, k: np.ndar
     return out
 
 
+CELL_SCENES = 3000
+"""World scenes whose cached sources are labelled by the measured cells to train the pair predictor on:
+about 25,000 (prompt, source) pairs at five K. On templates it never saw (`argus eval-predictor`), the
+measured triples alone gave a MAE 1.53x the variant mean's and a Spearman of 0.07 (about 0.03
+against the cell means); with these rows, 0.99x, 0.06, and 0.40 against the cell means. 8,000 scenes or a (128, 64) network measured no better on fresh
+captions (Spearman at K=25 0.70 and 0.68 against 0.75)."""
+
+
+def cell_rows(table: GroundTruthTable, embed, scenes: int = CELL_SCENES, seed: int = 0, exclude_templates: frozenset[str] = frozenset()):
+    """Training rows for the pair predictor: world captions and the sources a cache would offer them
+    (``tiny_model.pair_data.cached_sources``: one per kind of difference, two double ones, an unrelated
+    scene), each labelled with the measured mean of its (kind, what differs, K) cell, and each caption's
+    fast-model quality with its kind's. The measured triples are too few and too noisy (four seeds,
+    per-pair spread 0.14-0.27) for a 64-d embedding model to learn from alone; the cell means are the
+    same measurements averaged over 6-55 pairs each. The predictor still sees only embeddings: it has
+    to read the kind and the difference from them. ``exclude_templates``: no caption of these (a held-out
+    fold's). ``embed``: captions -> unit embeddings (``orchestrator.sim.world.embed_prompts``: the
+    deployed text encoder)."""
+    import random
+
+    from orchestrator.policy.pair_predictor import PairRows
+    from tiny_model.pair_data import cached_sources, template_of
+    from tiny_model.world import sample_scene
+
+    rng = random.Random(seed)
+    pairs, targets = [], []
+    for i in range(scenes):
+        scene = sample_scene(rng, KINDS[i % len(KINDS)])
+        if template_of(scene.caption()) in exclude_templates:
+            continue
+        targets.append(scene.caption())
+        pairs += [(scene.caption(), src.caption()) for _, src in cached_sources(scene, rng, 2)]
+    emb = embed(sorted({c for pair in pairs for c in pair}))
+    spec = {c: parse_caption(c) for c in emb}
+    levels = sorted({k for (_, _, k) in table.step})
+    t = np.array([emb[a] for a, _ in pairs] * len(levels), np.float32)
+    s = np.array([emb[b] for _, b in pairs] * len(levels), np.float32)
+    k = np.repeat(np.array(levels), len(pairs))
+    q = np.array([table.step_quality(kind_of(spec[a]), spec_difference(spec[a], spec[b]), level) for level in levels for a, b in pairs],
+                 np.float32)
+    fast_t = np.array([emb[c] for c in targets], np.float32)
+    fast_q = np.array([table.fast_quality(kind_of(spec[c])) for c in targets], np.float32)
+    return PairRows(t, s, k, q, fast_t, fast_q)
+
+
 def write_ground_truth(pairs_path, profiles: list, docs_path, scenes_per_kind: int, seeds: int, generate: bool = True, log=print):
     """``argus build-pairs``: generate the triples (unless ``generate`` is False: reuse ``pairs_path``),
     group them into the table, write it and its calibrated thresholds into every profile, and the
@@ -120,7 +165,8 @@ def write_ground_truth(pairs_path, profiles: list, docs_path, scenes_per_kind: i
     import dataclasses
 
     from orchestrator.profile.schema import Profile
-    from tiny_model.pair_data import PairDataConfig, PairTable, write_pairs
+    from orchestrator.profile.pairs import PairTable
+    from tiny_model.pair_data import PairDataConfig, write_pairs
 
     if generate:
         write_pairs(PairDataConfig(scenes_per_kind=scenes_per_kind, seeds=seeds), pairs_path, log=log)

@@ -20,7 +20,9 @@ its k0 image). True relative quality is capped at 1: a measured ratio above 1 is
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+from pathlib import Path
 
 import numpy as np
 
@@ -50,6 +52,11 @@ class World:
 
     def served(self, prompt: str, variant: str, now_s: float) -> None:
         """The generation finished: a cache keeps its latents."""
+
+    def best_truth(self, prompt: str, view: PromptView) -> dict[str, float]:
+        """Per K variant, the true quality of the best source among the cache's candidates, whatever
+        its similarity (the oracle's choice; a policy may resume from any candidate)."""
+        return {}
 
 
 class TableWorld(World):
@@ -169,7 +176,57 @@ class CacheWorld(World):
         sim = self.similarity_map(float(np.dot(self.embeddings[prompt], self.cache.store.entry_embedding(entry))))
         return self._truth(prompt, variant, src, sim)
 
+    def best_truth(self, prompt: str, view: PromptView) -> dict[str, float]:
+        cands = self.lookups[prompt].candidates
+        out = {}
+        for v, ids in cands.ids.items():
+            found = [self._truth(prompt, v, self.cache.prompt_of.get(int(e)), float(s)) for e, s in zip(ids, cands.similarity[v]) if e >= 0]
+            if found:
+                out[v] = max(found)
+        return out
+
     def served(self, prompt: str, variant: str, now_s: float) -> None:
         self.now_s = now_s
         if variant == "k0" or variant in self.levels:
             self.cache.insert(prompt, self.embeddings[prompt], self.levels.get(variant, 0), self.tenant)
+
+
+def fit_world_pair_predictor(pairs, seed: int = 0, scenes: int | None = None):
+    """The pair predictor the embedded world serves with: the measured triples plus ``cell_rows`` of
+    the table grouped from them."""
+    from orchestrator.policy.pair_predictor import PairQualityPredictor
+    from orchestrator.sim.ground_truth import CELL_SCENES, cell_rows, table_from_pairs
+
+    return PairQualityPredictor.fit(pairs, seed=seed, extra=cell_rows(table_from_pairs(pairs), embed_prompts, scenes or CELL_SCENES, seed))
+
+
+PREDICTOR_VERSION = "cells-v1"
+"""Part of the fitted pair predictor's cache key: bump it when the features, the rows or the network change."""
+
+
+@functools.lru_cache(maxsize=4)
+def _fitted(path: str, digest: str):
+    from orchestrator.paths import RUNS_DIR
+    from orchestrator.policy.pair_predictor import PairQualityPredictor
+    from orchestrator.profile.pairs import PairTable
+    from orchestrator.sim.ground_truth import CELL_SCENES
+    from tiny_model.world import parse_caption
+
+    cached = RUNS_DIR / "pair_predictor" / f"{digest[:16]}-{PREDICTOR_VERSION}-{CELL_SCENES}.npz"
+    if cached.exists():
+        return PairQualityPredictor.load(cached)
+    pairs = PairTable.load(Path(path))
+    if all(parse_caption(p) is not None for p in pairs.prompts):  # the embedded world's triples: with its cell-labelled rows
+        model = fit_world_pair_predictor(pairs)
+    else:
+        model = PairQualityPredictor.fit(pairs)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    model.save(cached)
+    return model
+
+
+def fit_pair_predictor(pair_table: Path):
+    """The pair predictor fitted on a file of ground-truth triples (``argus build-pairs``): fitted once
+    per file content (a minute or two on two cores, most of it embedding the world's cell-labelled
+    captions) and kept under runs/pair_predictor/, so the benches and the front door load it after."""
+    return _fitted(str(Path(pair_table).resolve()), hashlib.sha1(Path(pair_table).read_bytes()).hexdigest())

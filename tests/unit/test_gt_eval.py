@@ -97,3 +97,33 @@ def test_the_json_has_the_documented_keys_and_a_perfect_model_scores_one(monkeyp
 
     text = gt_markdown(out)
     assert "| k0 | 100% / 1.00 / 1.00" in text and "| k25 |" in text
+
+
+def test_cell_rows_label_world_pairs_by_their_measured_cell_and_skip_held_out_templates():
+    """The pair predictor's extra rows: every (prompt, source, K) row carries its (kind, what differs,
+    K) cell's measured mean, every fast row its kind's; no caption of an excluded template appears."""
+    from orchestrator.profile.ground_truth import Cell, GroundTruthTable
+    from orchestrator.sim.ground_truth import cell_rows, kind_of, spec_difference
+    from tiny_model.pair_data import template_of
+
+    diffs = ("none", "colour", "size", "position", "background", "shape", "count", "several")
+    step = {(k, d, lv): Cell(0.5 + 0.01 * i + lv / 100, 4, 0.01) for i, (k, d) in enumerate((k, d) for k in KINDS for d in diffs) for lv in (5, 25)}
+    table = GroundTruthTable(step, {k: Cell(0.1 * (i + 1), 4, 0.01) for i, k in enumerate(KINDS)}, {}, {})
+    codes: dict[str, np.ndarray] = {}
+
+    def embed(captions):  # a distinct unit vector per caption, remembered
+        for c in captions:
+            codes.setdefault(c, np.random.default_rng(len(codes)).normal(size=8).astype(np.float32))
+            codes[c] /= np.linalg.norm(codes[c])
+        return {c: codes[c] for c in captions}
+
+    held = frozenset({"a {colour} {shape}"})
+    rows = cell_rows(table, embed, scenes=40, seed=3, exclude_templates=held)
+    by_vec = {v.tobytes(): c for c, v in codes.items()}
+    assert len(rows.target) == len(rows.source) == len(rows.k) == len(rows.quality) and set(rows.k.tolist()) == {5, 25}
+    for t, s, k, q in zip(rows.target, rows.source, rows.k, rows.quality):
+        a, b = parse_caption(by_vec[t.tobytes()]), parse_caption(by_vec[s.tobytes()])
+        assert q == np.float32(table.step_quality(kind_of(a), spec_difference(a, b), int(k)))
+        assert template_of(by_vec[t.tobytes()]) not in held
+    for t, q in zip(rows.fast_target, rows.fast_quality):
+        assert q == np.float32(table.fast[kind_of(parse_caption(by_vec[t.tobytes()]))].mean)

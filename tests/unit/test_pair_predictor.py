@@ -9,7 +9,8 @@ import pytest
 
 from orchestrator.bench.predictor import held_out, oracle_agreement, summary
 from orchestrator.policy.pair_predictor import PairQualityPredictor, pair_features
-from tiny_model.pair_data import PairTable, template_of
+from orchestrator.profile.pairs import PairTable
+from tiny_model.pair_data import template_of
 
 
 def synthetic_pairs(n_prompts=240, seed=0) -> PairTable:
@@ -126,10 +127,10 @@ def _target_and_sources(pairs):
     return pairs.embeddings[i], pairs.embeddings[[src["background"], src["colour"]]]
 
 
-def test_sources_are_ranked_by_predicted_quality_within_the_thresholds():
+def test_sources_are_ranked_by_predicted_quality_past_the_thresholds():
     """At K=10 a colour change costs little and a background change much: the colour-changed source
-    is chosen though listed as the more similar one's runner-up; a threshold only the first clears
-    leaves that one; no candidate over the threshold keeps the most similar, with no prediction."""
+    is chosen though listed as the more similar one's runner-up, whatever the threshold; the variant
+    is on offer when that source clears K's threshold or is predicted to keep the floor, else not."""
     from orchestrator.policy.pair_predictor import SourceCandidates, rank_sources
 
     pairs = synthetic_pairs()
@@ -138,11 +139,15 @@ def test_sources_are_ranked_by_predicted_quality_within_the_thresholds():
     cands = SourceCandidates({"k10": np.array([7, 9, -1])}, {"k10": np.array([0.8, 0.7, -1.0], np.float32)},
                              {"k10": np.vstack([sources, np.zeros((1, sources.shape[1]), np.float32)])})
     ranked = rank_sources(model, target, cands, {"k10": 0.5}, {"k10": 10})
-    assert ranked.entry == {"k10": 9} and ranked.similarity == {"k10": pytest.approx(0.7)}
+    assert ranked.entry == {"k10": 9} and ranked.similarity == {"k10": pytest.approx(0.7)} and ranked.offered == {"k10"}
     assert ranked.quality["k10"] == pytest.approx(1 - 10 / 60, abs=0.1)
-    assert rank_sources(model, target, cands, {"k10": 0.75}, {"k10": 10}).entry == {"k10": 7}
-    none = rank_sources(model, target, cands, {"k10": 0.9}, {"k10": 10})
-    assert none.entry == {"k10": 7} and none.quality == {}
+    past = rank_sources(model, target, cands, {"k10": 0.75}, {"k10": 10})
+    assert past.entry == {"k10": 9} and past.offered == frozenset()  # 0.7 < 0.75 and about 0.83 predicted < the 0.915 floor
+    assert rank_sources(model, target, cands, {"k10": 0.75}, {"k10": 10}, floor=0.7).offered == {"k10"}
+    empty = SourceCandidates({"k10": np.array([-1, -1])}, {"k10": np.array([-1.0, -1.0], np.float32)},
+                             {"k10": np.zeros((2, sources.shape[1]), np.float32)})
+    none = rank_sources(model, target, empty, {"k10": 0.5}, {"k10": 10})
+    assert none.quality == {} and none.offered == frozenset()
 
 
 def test_argus_resumes_from_the_source_its_pair_predictor_ranks_first():
@@ -196,3 +201,13 @@ def test_argus_resumes_from_the_source_its_pair_predictor_ranks_first():
         assert (feats.features.sources["k10"] == 9) if expected == 9 else feats.features.sources == {}, policy
         engine.generate(adm, Decision("k10", "w0", "test"), feats.probe, feats.features.sources)
         assert fake.entries == [expected], (policy, pair)
+
+
+def test_a_saved_predictor_predicts_the_same(tmp_path):
+    pairs = synthetic_pairs(n_prompts=32)
+    model = PairQualityPredictor.fit(pairs)
+    model.save(tmp_path / "m.npz")
+    back = PairQualityPredictor.load(tmp_path / "m.npz")
+    e = pairs.embeddings
+    np.testing.assert_allclose(back.predict_step(e[0], e[:16], np.full(16, 15)), model.predict_step(e[0], e[:16], np.full(16, 15)), rtol=1e-6)
+    assert back.predict_fast(e[3]) == pytest.approx(model.predict_fast(e[3]))
