@@ -62,6 +62,9 @@ class LiveBenchConfig:
     reprofile_repeats: int = 5
     """Timed repeats per variant and batch size in the re-profile (the median is kept)."""
     colocated_families: tuple[str, ...] = ("base", "fast")
+    pair_table: Path | None = None
+    """Ground-truth triples the front door fits argus's pair predictor on (set for world streams, as
+    the simulated side reads the same predictor: ``Workload.pair``)."""
     """The run's tritonserver loads the whole repository, so its worker holds both model families
     (``WorkerState.colocated``): the front doors and the simulator both know it. () models a worker
     that holds one family at a time (a switch loads the other)."""
@@ -238,7 +241,7 @@ def replay(policy: str, requests: list[Request], worker: str, cfg: LiveBenchConf
     from orchestrator.triton.client import infer_input
 
     fd = FrontDoorConfig.for_measurement(worker, cfg.profile_path, policy, cfg.frontdoor_port, max_queue=cfg.max_queue,
-                                         colocated_families=cfg.colocated_families,
+                                         colocated_families=cfg.colocated_families, pair_table=cfg.pair_table,
                                          default_slo_ms=requests[0].slo_ms if requests else 5000.0)
     server, engine = serve(fd)
     records = {r.request_id: LiveRecord(policy, r.request_id, r.arrival_s, r.arrival_s + r.slo_ms / 1000.0, r.prompt, r.seed) for r in requests}
@@ -466,6 +469,10 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
             cfg = dataclasses.replace(cfg, profile_path=reprofile(worker, cfg, log))
         profile = Profile.load(cfg.profile_path)
         wl = live_workload(cfg, profile)
+        if wl.pair is not None and cfg.pair_table is None:
+            from orchestrator.paths import CPU_PAIRS
+
+            cfg = dataclasses.replace(cfg, pair_table=CPU_PAIRS)
         trace, requests, slo_ms, capacity = wl.trace, wl.requests, wl.slo_ms, wl.capacity_rps
         log(f"trace {trace.name}: {len(requests)} requests over {trace.duration_s:.0f} s, peak {cfg.peak_load}x the k0 capacity "
             f"({capacity:.2f} req/s at SLO {slo_ms / 1000:.2f} s), {source_name(cfg.prompts)} prompts; policies {', '.join(cfg.policies)}")
@@ -498,13 +505,14 @@ def run_live_bench(cfg: LiveBenchConfig, console=None) -> dict:
             server.stop()
     score(records, images, refs, requests, warm_images)
     rows = {p: {**summarize_live([r for r in records if r.policy == p], trace.duration_s), "replay_wall_s": wall[p]} for p in cfg.policies}
-    sim_unbracketed = simulate(profile, requests, 1, cfg.policies, trace.duration_s, slo_ms, wl.make_world, cfg.colocated_families)
+    sim_unbracketed = simulate(profile, requests, 1, cfg.policies, trace.duration_s, slo_ms, wl.make_world, cfg.colocated_families,
+                               pair=wl.pair)
     sim_bracketed = {p: simulate(profile.scaled(speed[p].during), requests, 1, (p,), trace.duration_s, slo_ms, wl.make_world,
-                                 cfg.colocated_families)[p]
+                                 cfg.colocated_families, pair=wl.pair)[p]
                      for p in cfg.policies} if speed else sim_unbracketed
     during = {p: replay_speed([r for r in records if r.policy == p], profile) for p in cfg.policies}
     sim_rows = {p: simulate(profile.scaled(during[p]) if during[p] else profile, requests, 1, (p,), trace.duration_s, slo_ms, wl.make_world,
-                            cfg.colocated_families, decision_profile=profile.scaled(speed[p].before) if speed else profile)[p]
+                            cfg.colocated_families, decision_profile=profile.scaled(speed[p].before) if speed else profile, pair=wl.pair)[p]
                 for p in cfg.policies}
     comparison = compare(rows, sim_rows)
     with (cfg.out_dir / "records.jsonl").open("w") as f:
