@@ -127,6 +127,15 @@ def balanced_scenes(n: int, seed: int, kind_weights: dict[str, float]) -> list:
     return [sample_scene(rng, kinds[i]) for i in picks]
 
 
+def stage_dataset(stage):
+    """A UNet stage's training set: ``stage.num_scenes`` rendered scenes drawn by ``stage.kind_weights``
+    under ``stage.seed``, with their captions and kinds."""
+    from tiny_model.train import Dataset
+
+    scenes = balanced_scenes(stage.num_scenes, stage.seed, dict(stage.kind_weights))
+    return Dataset(scene_images(scenes), [s.caption() for s in scenes], [s.kind for s in scenes])
+
+
 def object_mask(scenes, images: torch.Tensor) -> torch.Tensor:
     """(N, 1, H, W) 1 where a pixel is not the scene's background colour (objects and their edges)."""
     bg = torch.tensor([BACKGROUNDS[s.background] for s in scenes], dtype=torch.float32)[:, :, None, None] / 127.5 - 1
@@ -214,12 +223,9 @@ class WholeCaptionStage:
     seed: int = 202
 
     def train(self, comps: Components, ckpt_dir: Path | None, log=print) -> dict:
-        from tiny_model.train import Dataset
-
         walls = {}
         t = time.time()
-        scenes = balanced_scenes(self.num_scenes, self.seed, dict(self.kind_weights))
-        data = Dataset(scene_images(scenes), [s.caption() for s in scenes], [s.kind for s in scenes])
+        data = stage_dataset(self)
         old_len = comps.tokenizer.token_len
         comps.clip = extend_positions(comps.clip, self.token_len)
         comps.tokenizer = comps.tokenizer.with_token_len(self.token_len)
@@ -346,12 +352,9 @@ class EosPoolingStage:
     seed: int = 303
 
     def train(self, comps: Components, ckpt_dir: Path | None, log=print) -> dict:
-        from tiny_model.train import Dataset
-
         walls = {}
         t = time.time()
-        scenes = balanced_scenes(self.num_scenes, self.seed, dict(self.kind_weights))
-        data = Dataset(scene_images(scenes), [s.caption() for s in scenes], [s.kind for s in scenes])
+        data = stage_dataset(self)
         comps.tokenizer, comps.clip = pool_at_eos(comps.tokenizer, comps.clip)
         proj_loss = self._train_projection(comps, data, log)
         walls["projection"] = round(time.time() - t, 1)
@@ -408,12 +411,9 @@ class LongerUnetStage:
     seed: int = 404
 
     def train(self, comps: Components, ckpt_dir: Path | None, log=print) -> dict:
-        from tiny_model.train import Dataset
-
         walls = {}
         t = time.time()
-        scenes = balanced_scenes(self.num_scenes, self.seed, dict(self.kind_weights))
-        data = Dataset(scene_images(scenes), [s.caption() for s in scenes], [s.kind for s in scenes])
+        data = stage_dataset(self)
         walls["scenes"] = round(time.time() - t, 1)
         losses = finetune_unets(self, comps, data, ckpt_dir, walls)
         return {"unet_steps": self.unet_steps, "fast_unet_steps": self.fast_unet_steps,

@@ -3,6 +3,7 @@ tritonserver the live benches run against."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -135,6 +136,23 @@ def simulate(profile: Profile, requests: list[Request], num_workers: int, polici
                         world=make_world() if make_world else None)
         rows[name] = {**summarize(sim.run(requests), duration_s), "sim_wall_s": time.perf_counter() - t}
     return rows
+
+
+@contextlib.contextmanager
+def triton_worker(worker: str | None, grpc_port: int, log_name: str):
+    """The gRPC url of ``worker`` (a running tritonserver with the whole repository), or of a full
+    server started on ``grpc_port`` for the block (its log under runs/) and stopped after it."""
+    from orchestrator.paths import RUNS_DIR
+
+    server = None
+    if worker is None:
+        server = start_full_server(grpc_port, RUNS_DIR / log_name)
+        worker = server.config.grpc_url
+    try:
+        yield worker
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def start_full_server(grpc_port: int, log_path: Path | None = None):

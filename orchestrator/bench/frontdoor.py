@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.paths import CPU_PROFILE, RUNS_DIR
+from orchestrator.paths import CPU_PROFILE
 
 
 @dataclasses.dataclass
@@ -88,23 +88,15 @@ def run_frontdoor_bench(cfg: FrontdoorBenchConfig, log=print) -> dict:
     """The issue's JSON object: overhead p50/p99, the k25 generation p50 of the same run, calls per request by variant."""
     import random
 
-    from orchestrator.bench.common import start_full_server
+    from orchestrator.bench.common import triton_worker
     from tiny_model.world import sample_scene
 
     rng = random.Random(cfg.seed)
     prompts = [sample_scene(rng).caption() for _ in range(cfg.requests_per_phase)]
-    server = None
-    worker = cfg.worker
-    if worker is None:
-        server = start_full_server(cfg.grpc_port, RUNS_DIR / "frontdoor_bench_tritonserver.log")
-        worker = server.config.grpc_url
-    try:
+    with triton_worker(cfg.worker, cfg.grpc_port, "frontdoor_bench_tritonserver.log") as worker:
         answers = (_phase("clipper-ha", prompts, cfg, worker, log)  # k0, and every answer's step latents are cached
                    + _phase("nirvana", prompts, cfg, worker, log)  # the same prompts: their own latents, k25
                    + _phase("clipper-ht", prompts, cfg, worker, log))
-    finally:
-        if server is not None:
-            server.stop()
     overhead = np.array([a.latency_ms - a.generation_ms - a.queued_ms for a in answers])
     k25 = [a.generation_ms for a in answers if a.variant == "k25"]
     calls: dict[str, list[int]] = {}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.paths import CPU_PROFILE, RUNS_DIR
+from orchestrator.paths import CPU_PROFILE
 
 
 @dataclasses.dataclass
@@ -48,7 +48,7 @@ def run_overload_bench(cfg: OverloadBenchConfig, log=print) -> dict:
 
     import tritonclient.grpc as grpcclient
 
-    from orchestrator.bench.common import start_full_server
+    from orchestrator.bench.common import triton_worker
     from orchestrator.profile.schema import Profile
     from orchestrator.serve.config import FrontDoorConfig
     from orchestrator.serve.frontdoor import serve
@@ -60,14 +60,9 @@ def run_overload_bench(cfg: OverloadBenchConfig, log=print) -> dict:
     rate = cfg.factor * profile.variants["k0"].throughput(slo_ms)
     rng = random.Random(cfg.seed)
     prompts = [sample_scene(rng).caption() for _ in range(cfg.distinct_prompts)]
-    server = None
-    worker = cfg.worker
-    if worker is None:
-        server = start_full_server(cfg.grpc_port, RUNS_DIR / "overload_bench_tritonserver.log")
-        worker = server.config.grpc_url
     results: list[tuple[str, float]] = []  # (outcome, seconds)
     lock = threading.Lock()
-    try:
+    with triton_worker(cfg.worker, cfg.grpc_port, "overload_bench_tritonserver.log") as worker:
         fd = FrontDoorConfig.for_measurement(worker, cfg.profile_path, cfg.policy, cfg.frontdoor_port, default_slo_ms=slo_ms,
                                              max_queue=cfg.max_queue)
         door, engine = serve(fd)
@@ -101,9 +96,6 @@ def run_overload_bench(cfg: OverloadBenchConfig, log=print) -> dict:
         finally:
             door.stop(0)
             engine.close()
-    finally:
-        if server is not None:
-            server.stop()
     ok = [s for o, s in results if o == "ok"]
     within = sum(s * 1000.0 <= slo_ms for s in ok)
     out = {

@@ -116,7 +116,7 @@ def calibrate_thresholds(similarity: np.ndarray, quality: np.ndarray, k: np.ndar
 CELL_SCENES = 3000
 """World scenes whose cached sources are labelled by the measured cells to train the pair predictor on:
 about 25,000 (prompt, source) pairs at five K. On templates it never saw (`argus eval-predictor`), the
-measured triples alone gave a MAE 1.53x the variant mean's and a Spearman of 0.07 (about 0.03
+measured triples (stage 3's) alone gave a MAE 1.53x the variant mean's and a Spearman of 0.07 (about 0.03
 against the cell means); with these rows, 0.99x, 0.06, and 0.40 against the cell means. 8,000 scenes or a (128, 64) network measured no better on fresh
 captions (Spearman at K=25 0.70 and 0.68 against 0.75)."""
 
