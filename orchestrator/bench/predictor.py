@@ -199,12 +199,12 @@ def run_pair_eval(pairs_path: Path, profile_path: Path, folds: int = 4, console=
     prompt-only baseline's is printed beside it. World pairs (captions the grammar parses) train
     with the world's cell-labelled rows, as the simulator's and the front door's predictor does."""
     from orchestrator.profile.pairs import PairTable
-    from tiny_model.world import parse_caption
+    from orchestrator.sim.ground_truth import is_world_pairs
 
     pairs = PairTable.load(pairs_path)
     prof = Profile.load(profile_path)
     speed = {v: vp.latency_ms[min(vp.latency_ms)] for v, vp in prof.variants.items()}
-    world = all(parse_caption(p) is not None for p in pairs.prompts)
+    world = is_world_pairs(pairs)
     models = held_out(pairs, folds, extra=world_extra(pairs) if world else None, cell_of=cell_means(pairs) if world else None)
     out = summary(models["pair"], speed, pairs.noise_of_mean)
     if console:

@@ -62,6 +62,12 @@ def truth(table: GroundTruthTable, target: str, source: str | None, k: int) -> f
     return table.step_quality(kind_of(a), spec_difference(a, b), k)
 
 
+def is_world_pairs(pairs) -> bool:
+    """Whether every prompt of a ``PairTable`` is a caption of the embedded world's grammar (so its
+    kind and what differs can be read, and the world's cell-labelled rows apply)."""
+    return all(parse_caption(p) is not None for p in pairs.prompts)
+
+
 def table_from_pairs(pairs, floor: float = QUALITY_FLOOR, bins: int = SIMILARITY_BINS, triples: np.ndarray | None = None,
                      fast_rows: np.ndarray | None = None) -> GroundTruthTable:
     """Group a ``PairTable``'s triples (or only the rows ``triples`` and ``fast_rows``) by (kind, what differs, K)."""

@@ -1,8 +1,8 @@
 """The offline oracle: an upper bound on quality at zero SLO violations.
 
 Per window of ``window_s``, an LP (HiGHS) gives each request a fractional mix of the variants
-available to it (a K variant from the best of the cache's candidates, whatever its similarity), maximising true relative quality subject to the window's worker-seconds; it
-ignores queueing inside a window, so no online policy can beat it. Requests the whole cluster
+available to it (a K variant from the best of the cache's candidates, whatever its similarity),
+maximising true relative quality subject to the window's worker-seconds; it ignores queueing inside a window, so no online policy can beat it. Requests the whole cluster
 cannot serve even at the fastest variants are counted as its unavoidable violations.
 """
 
@@ -39,7 +39,7 @@ def _windows(world: World, profile: Profile, requests: list[Request], window_s: 
         view = world.observe(req.prompt, req.arrival_s)
         best = world.best_truth(req.prompt, view)  # any candidate, whatever its similarity, as argus may resume from
         avail = profile.available_variants(view.similarity) | frozenset(best)
-        truth = {v: max(view.truth[v] if v in view.truth else 0.0, best.get(v, 0.0)) if v in best else view.truth[v] for v in view.truth}
+        truth = {v: max(q, best.get(v, q)) for v, q in view.truth.items()}
         world.served(req.prompt, "k0", req.arrival_s)  # the bound: every request leaves all its latents
         batch.append((avail, truth))
     if batch:

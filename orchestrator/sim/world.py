@@ -209,14 +209,13 @@ def _fitted(path: str, digest: str):
     from orchestrator.paths import RUNS_DIR
     from orchestrator.policy.pair_predictor import PairQualityPredictor
     from orchestrator.profile.pairs import PairTable
-    from orchestrator.sim.ground_truth import CELL_SCENES
-    from tiny_model.world import parse_caption
+    from orchestrator.sim.ground_truth import CELL_SCENES, is_world_pairs
 
     cached = RUNS_DIR / "pair_predictor" / f"{digest[:16]}-{PREDICTOR_VERSION}-{CELL_SCENES}.npz"
     if cached.exists():
         return PairQualityPredictor.load(cached)
     pairs = PairTable.load(Path(path))
-    if all(parse_caption(p) is not None for p in pairs.prompts):  # the embedded world's triples: with its cell-labelled rows
+    if is_world_pairs(pairs):  # the embedded world's triples: with its cell-labelled rows
         model = fit_world_pair_predictor(pairs)
     else:
         model = PairQualityPredictor.fit(pairs)
