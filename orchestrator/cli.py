@@ -138,9 +138,6 @@ def eval_embedded(
     console.print("wrote " + ", ".join(str(p) for p in eval_command(out_dir, ground_truth_only, prompts_per_kind, seeds)))
 
 
-LABEL_DURATION_S = 7200.0
-"""The fast/heavy scenario's trace length by default: at 27 s per base image, the Twitter trace's own
-four minutes hold 69 requests at 2x; two hours hold about 1,300."""
 QT_HELP = "A quality table (CSV/TSV, gzip or not): per prompt, model and seed a score (see --table-layout)."
 # The quality table's options, one definition for every command that reads a table.
 FAST_OPT = typer.Option("sdxl-lightning-2step", help="--quality-table: the fast model's name in the table.")
@@ -417,12 +414,42 @@ def bench_sweep(
             raise typer.BadParameter("--quality-table runs in the simulator only (its models are not served here)")
         cfg.quality_table, cfg.fast, cfg.base = quality_table, fast, base
         cfg.table_format = _table_format(table_layout, table_prompt_column, model_column, seed_column, score_column, models, score_kind)
+        from orchestrator.sim.labels import LABEL_DURATION_S
+
         cfg.duration_s = duration_s or LABEL_DURATION_S
         cfg.model_latency_s = {m: s for m, s in ((fast, fast_latency_s), (base, base_latency_s)) if s is not None}
     if profile_path is not None or live:
         cfg.profile_path = profile_path or CPU_PROFILE
     with _input_errors():
         run_sweep(cfg, console)
+
+
+@bench_app.command("weights")
+def bench_weights(
+    seeds: int = typer.Option(5, help="Trace/prompt seeds per load (every setting replays the same ones: paired)."),
+    loads: str = typer.Option("1,2,3", help="Peak loads, multiples of the cluster's k0 capacity."),
+    workers: int = typer.Option(8, help="Simulated workers."),
+    policy: str = typer.Option("argus,argus-noprompt", help="Comma-separated policies to replay under each setting."),
+    speed_sigma: float = typer.Option(0.15, help="Worker speed drift per minute (lognormal sigma; the live speed brackets' std)."),
+    batch_sigma: float = typer.Option(0.1, help="Per-batch duration scatter (lognormal sigma)."),
+    scatter: bool = typer.Option(True, help="--no-scatter: workers run at the profile's speed exactly."),
+    quality_table: Optional[Path] = typer.Option(None, help=QT_HELP + " Runs its fast/heavy scenario (HADIS columns)."),
+    out_dir: Path = typer.Option(Path("docs"), help="Where weights.json and weights.md go."),
+):
+    """Each of the router's weights turned off in turn, paired by seed against the defaults:
+    docs/weights.json (which weights pay, by how much, with 95% intervals)."""
+    from orchestrator.bench.weights import WeightsConfig, run_weights
+    from orchestrator.policy.registry import parse_policies
+
+    try:
+        policies = parse_policies(policy)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    cfg = WeightsConfig(loads=_parse_loads(loads, seeds), seeds=seeds, num_workers=workers, policies=tuple(policies),
+                        speed_sigma=speed_sigma if scatter else 0.0, batch_sigma=batch_sigma if scatter else 0.0,
+                        quality_table=quality_table, out_dir=out_dir)
+    with _input_errors():
+        run_weights(cfg, console)
 
 
 @bench_app.command("live")

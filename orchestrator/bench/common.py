@@ -119,12 +119,13 @@ def build_label_workload(scenario, trace: str | TraceSource, num_workers: int, p
 
 def simulate(profile: Profile, requests: list[Request], num_workers: int, policies: tuple[str, ...], duration_s: float,
              slo_ms: float, make_world: Callable[[], World] | None = None, colocated: tuple[str, ...] = (),
-             decision_profile: Profile | None = None, text_predictor=None, pair=None) -> dict[str, dict]:
+             decision_profile: Profile | None = None, text_predictor=None, pair=None, **sim_kw) -> dict[str, dict]:
     """Each policy on the same requests in the simulator: its table row plus its wall time. Workers
     run at ``profile``'s latencies; policies decide (and replan) from ``decision_profile`` (default
     the same), as a live front door decides from its profile while the machine runs at its own speed.
     ``text_predictor``: the policies' context predicts the variants it covers from each prompt's text.
-    ``pair``: the pair predictor that policies ranking cached sources (argus) read (``Workload.pair``)."""
+    ``pair``: the pair predictor that policies ranking cached sources (argus) read (``Workload.pair``).
+    ``sim_kw``: more ``SimConfig`` fields (the speed scatter, the router's weights)."""
     ctx = PolicyContext.build(decision_profile or profile, slo_ms)
     ctx.pair = pair
     ctx.text = text_predictor  # a deployment's quality table: argus predicts the fast model from the prompt's text
@@ -132,7 +133,7 @@ def simulate(profile: Profile, requests: list[Request], num_workers: int, polici
     for name in policies:
         t = time.perf_counter()
         sim = Simulator(profile, make_policy(name, ctx), SimConfig(num_workers, max_batch=max(profile.variants["k0"].latency_ms),
-                                                                      colocated_families=colocated),
+                                                                      colocated_families=colocated, **sim_kw),
                         world=make_world() if make_world else None)
         rows[name] = {**summarize(sim.run(requests), duration_s), "sim_wall_s": time.perf_counter() - t}
     return rows

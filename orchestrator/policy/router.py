@@ -331,6 +331,21 @@ def relative_cost(profile: Profile, variant: str, slo_ms: float) -> float:
     return profile.variants["k0"].throughput(slo_ms) / profile.variants[variant].throughput(slo_ms)
 
 
+def expected_utility(predicted_quality: float, cost: float, price: float) -> float:
+    """argus's one decision rule: a variant's predicted quality minus the price of the worker time
+    it uses (``cost`` in k0 images), maximised over the variants that meet the deadline."""
+    return predicted_quality - price * cost
+
+
+def time_price(state: ClusterState, profile: Profile, prompt_class: int, w: WorkerState, slo_s: float, now_s: float) -> float:
+    """Quality points one k0 image of ``w``'s time is worth now: the class's plan price (dual
+    ascent on the plan's budget, moved once per request), the burst price (the chance the next
+    arrival waits past its slack, which the plan cannot see) and the worker's queue (congestion)."""
+    k0_s = service_s(profile, "k0")
+    return (float(state.price[prompt_class]) + state.burst_price(k0_s, max(0.0, slo_s - k0_s))  # slack: the wait k0 still allows
+            + w.congestion_price(slo_s, state.congestion_weight, now_s))
+
+
 def route_planned(
     req: RequestFeatures,
     state: ClusterState,
@@ -372,17 +387,15 @@ def route_planned(
         return Decision(None, None, "no variant can meet the deadline")
     slo_ms = 1000.0 * (req.deadline_s - req.arrival_s)
     if prompt_aware:
-        k0_s = service_s(profile, "k0")
-        price = float(state.price[req.prompt_class]) + state.burst_price(k0_s, max(0.0, slo_ms / 1000.0 - k0_s))  # slack: the wait k0 still allows
+        slo_s = slo_ms / 1000.0
         cost = {f[0]: relative_cost(profile, f[0], slo_ms) for f in feasible}
         budget = sum(share * relative_cost(profile, v, slo_ms) for v, share in target.items() if v in profile.variants)
         # Keep the queue short enough that the next request can still meet its SLO with the
         # worker's cheapest variant: a choice that would not is taken only if nothing else is feasible.
         safe = [f for f in feasible
-                if f[2].tail_slowdown(state.tail_devs) * (f[2].remaining_s(now_s) + booked_s(profile, f[0], slo_ms)) + cheapest_s(profile, variants, f[2]) <= slo_ms / 1000.0]
-        slo_s = slo_ms / 1000.0
-        v, _, w, eta = max(safe or feasible, key=lambda f: (req.predicted_quality.get(f[0], 0.0)
-                                                            - (price + f[2].congestion_price(slo_s, state.congestion_weight, now_s)) * cost[f[0]],
+                if f[2].tail_slowdown(state.tail_devs) * (f[2].remaining_s(now_s) + booked_s(profile, f[0], slo_ms)) + cheapest_s(profile, variants, f[2]) <= slo_s]
+        v, _, w, eta = max(safe or feasible, key=lambda f: (expected_utility(req.predicted_quality.get(f[0], 0.0), cost[f[0]],
+                                                                             time_price(state, profile, req.prompt_class, f[2], slo_s, now_s)),
                                                             -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"

@@ -56,6 +56,10 @@ class LabelScenario:
     base: str
 
 
+LABEL_DURATION_S = 7200.0
+"""The fast/heavy scenario's trace length by default: at 27 s per base image, the Twitter trace's own
+four minutes hold 69 requests at 2x; two hours hold about 1,300."""
+
 def build_label_scenario(path: Path, fast: str, base: str, fmt: QualityTableFormat | None = None, seed: int = 0,
                          test_fraction: float = 0.25, latency_s: dict[str, float] | None = None) -> LabelScenario:
     """Read the table, split by text, fit the text predictor and the dense embedding on the training prompts."""

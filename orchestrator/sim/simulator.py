@@ -37,6 +37,18 @@ class SimConfig:
     """Charge the profile's mixed-variant slowdown to a batch while another variant waits on its
     worker: a front door without its dispatch gate (``FrontDoorConfig.one_batch_at_a_time`` False)
     lets Triton run the two at once. False: one batch at a time, as the gated front door."""
+    speed_sigma: float = 0.0
+    """Each worker runs at the profile's latencies times a speed drawn afresh every
+    ``speed_segment_s`` (lognormal, mean 1, this sigma): a shared machine drifts. Measured live, the
+    worker's speed against the run's profile before and after each policy's replay (36 brackets in
+    ``docs/live_summary*.json``) ranged 0.65-1.26, std 0.15. 0: the profile's speed, always."""
+    speed_segment_s: float = 60.0
+    batch_sigma: float = 0.0
+    """Each batch's duration is also scattered by a lognormal of mean 1 and this sigma (one batch
+    starting just before another's arrival, the front door's work on the same cores). 0: none."""
+    scatter_seed: int = 0
+    state_overrides: tuple[tuple[str, float], ...] = ()
+    """(field, value) set on the ``ClusterState`` before the run: the router's weights, for their ablation."""
 
 
 @dataclasses.dataclass
@@ -111,6 +123,11 @@ class Simulator:
         self.workers = [SimWorker(WorkerState(f"w{i}", fam, colocated=frozenset(cfg.colocated_families)))
                         for i, fam in enumerate(policy.initial_families(cfg.num_workers))]
         self.state = ClusterState([w.state for w in self.workers], np.zeros((len(policy.ctx.classes), len(policy.variants))))
+        for field, value in cfg.state_overrides:
+            if not hasattr(self.state, field):
+                raise ValueError(f"ClusterState has no field {field!r}")
+            setattr(self.state, field, value)
+        self._batch_rng = np.random.default_rng([cfg.scatter_seed, 1])
         self.control = ControlLoop(policy, self.plan_interval_s)
         self.world = world or TableWorld(profile)
         self.events: list = []
@@ -188,9 +205,21 @@ class Simulator:
         for item in batch:
             w.queue.remove(item)
         mixed = self.cfg.mixed_variants and any(item[1].variant != variant for item in w.queue)
-        duration = batch_duration_s(self.profile, variant, len(batch), mixed=mixed)
+        duration = batch_duration_s(self.profile, variant, len(batch), mixed=mixed) * self._scatter(now, w)
         w.busy_until = now + duration
         self._push(w.busy_until, "done", (w, batch))
+
+    def _scatter(self, now: float, w: SimWorker) -> float:
+        """The factor on a batch's profiled duration: the worker's speed in this segment times the batch's own scatter."""
+        c = self.cfg
+        f = 1.0
+        if c.speed_sigma > 0:
+            seg = int(now // c.speed_segment_s)
+            rng = np.random.default_rng([c.scatter_seed, 0, self.workers.index(w), seg])
+            f *= float(rng.lognormal(-c.speed_sigma ** 2 / 2, c.speed_sigma))
+        if c.batch_sigma > 0:
+            f *= float(self._batch_rng.lognormal(-c.batch_sigma ** 2 / 2, c.batch_sigma))
+        return f
 
     def _done(self, now: float, payload) -> None:
         w, batch = payload

@@ -473,3 +473,36 @@ def test_a_quality_floor_leaves_only_variants_predicted_above_it_and_else_serves
     assert d.variant == "k0" and d.reason.startswith(FLOOR_AT_K0)  # clipper-ht's own pick is below the floor
     a = make_policy("argus", c).decide(floored, state(backlog=60.0), 0.0)  # whatever load says, never below the floor
     assert a.variant in floored.available
+
+
+def test_simulated_workers_drift_and_scatter_as_configured_and_overrides_reach_the_router():
+    """speed_sigma/batch_sigma scatter batch durations (same seed: the same run; mean 1 over many);
+    state_overrides set the router's weights; an unknown weight is an error, not ignored."""
+    from orchestrator.sim.simulator import SimConfig, Simulator
+    from orchestrator.sim.workload import Request
+
+    prof = fake_profile()
+    reqs = [Request(f"r{i}", 10.0 * i, "a prompt", 0, 1e6) for i in range(200)]  # one at a time: finish - arrival = its batch
+
+    def run(**kw):
+        return np.array([r.finish_s - r.arrival_s for r in Simulator(prof, make_policy("clipper-ha", ctx(prof)), SimConfig(1, **kw)).run(reqs)])
+
+    plain = run()
+    assert np.ptp(plain) < 1e-9
+    drift = run(speed_sigma=0.3, speed_segment_s=100.0, batch_sigma=0.2, scatter_seed=1)
+    assert np.array_equal(drift, run(speed_sigma=0.3, speed_segment_s=100.0, batch_sigma=0.2, scatter_seed=1))
+    assert not np.array_equal(drift, run(speed_sigma=0.3, speed_segment_s=100.0, batch_sigma=0.2, scatter_seed=2))
+    assert drift.std() > 0.1 * plain.mean() and abs(drift.mean() / plain.mean() - 1) < 0.15
+    sim = Simulator(prof, make_policy("argus", ctx(prof)), SimConfig(1, state_overrides=(("burst_weight", 0.0), ("tail_devs", 0.5))))
+    assert sim.state.burst_weight == 0.0 and sim.state.tail_devs == 0.5
+    with pytest.raises(ValueError, match="no field 'burst'"):
+        Simulator(prof, make_policy("argus", ctx(prof)), SimConfig(1, state_overrides=(("burst", 0.0),)))
+
+
+def test_argus_decides_by_one_expected_utility():
+    """The prompt-aware choice is predicted quality minus the time price x relative cost: a variant
+    that loses 0.05 for half the worker time wins when a k0 image's time is worth more than 0.1."""
+    from orchestrator.policy.router import expected_utility
+
+    assert expected_utility(0.95, 0.5, 0.2) > expected_utility(1.0, 1.0, 0.2)
+    assert expected_utility(0.95, 0.5, 0.05) < expected_utility(1.0, 1.0, 0.05)
