@@ -22,6 +22,9 @@ Stages:
    pooled embedding with another ("a red circle on the left" == "... on the right"). The ids of
    ``<eos>`` and ``<unk>`` are exchanged with their embedding rows (every hidden state stays bit for
    bit), only ``text_projection`` retrains on the <eos> state, then both UNets fine-tune.
+4. ``longer_unet``: both UNets fine-tune longer on fresh scenes, medium and hard doubled, with an EMA.
+5. ``decoder_means``: the decoder again, on the encoder's posterior means (what the UNets learn to
+   produce and the gate decodes) instead of posterior samples, hard scenes doubled.
 """
 
 from __future__ import annotations
