@@ -191,6 +191,9 @@ def build_pairs(out: Path = typer.Option(CPU_PAIRS), scenes_per_kind: int = type
 
     write_ground_truth(out, profiles or sorted(CPU_PAIRS.parent.glob("*.json")), DOCS_DIR / "sim_ground_truth.md", scenes_per_kind, seeds,
                        generate=not from_pairs, log=console.print)
+    from orchestrator.sim.world import ship_pair_predictor
+
+    console.print(f"wrote the fitted pair predictor to {ship_pair_predictor(out)}")
 
 
 @app.command("calibrate-reuse")

@@ -204,16 +204,29 @@ PREDICTOR_VERSION = "cells-v1"
 """Part of the fitted pair predictor's cache key: bump it when the features, the rows or the network change."""
 
 
+def _fit_name(digest: str) -> str:
+    from orchestrator.sim.ground_truth import CELL_SCENES
+
+    return f"{digest[:16]}-{PREDICTOR_VERSION}-{CELL_SCENES}.npz"
+
+
+def shipped_fit_dir(pair_table: Path) -> Path:
+    """Where ``argus build-pairs`` ships the fit of the pairs file it wrote, beside it (83 kB), so a
+    fresh clone, the tests and the demo load it instead of fitting."""
+    return Path(pair_table).parent / "pair_predictor"
+
+
 @functools.lru_cache(maxsize=4)
 def _fitted(path: str, digest: str):
     from orchestrator.paths import RUNS_DIR
     from orchestrator.policy.pair_predictor import PairQualityPredictor
     from orchestrator.profile.pairs import PairTable
-    from orchestrator.sim.ground_truth import CELL_SCENES, is_world_pairs
+    from orchestrator.sim.ground_truth import is_world_pairs
 
-    cached = RUNS_DIR / "pair_predictor" / f"{digest[:16]}-{PREDICTOR_VERSION}-{CELL_SCENES}.npz"
-    if cached.exists():
-        return PairQualityPredictor.load(cached)
+    for cached in (shipped_fit_dir(Path(path)) / _fit_name(digest), RUNS_DIR / "pair_predictor" / _fit_name(digest)):
+        if cached.exists():
+            return PairQualityPredictor.load(cached)
+    cached = RUNS_DIR / "pair_predictor" / _fit_name(digest)
     pairs = PairTable.load(Path(path))
     if is_world_pairs(pairs):  # the embedded world's triples: with its cell-labelled rows
         model = fit_world_pair_predictor(pairs)
@@ -224,8 +237,22 @@ def _fitted(path: str, digest: str):
     return model
 
 
+def ship_pair_predictor(pair_table: Path) -> Path:
+    """Fit (or load) the predictor of ``pair_table`` and write it to ``shipped_fit_dir``, replacing
+    the fits of earlier pairs files."""
+    digest = hashlib.sha1(Path(pair_table).read_bytes()).hexdigest()
+    model = _fitted(str(Path(pair_table).resolve()), digest)
+    out = shipped_fit_dir(pair_table)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.npz"):
+        old.unlink()
+    model.save(out / _fit_name(digest))
+    return out / _fit_name(digest)
+
+
 def fit_pair_predictor(pair_table: Path):
     """The pair predictor fitted on a file of ground-truth triples (``argus build-pairs``): fitted once
     per file content (a minute or two on two cores, most of it embedding the world's cell-labelled
-    captions) and kept under runs/pair_predictor/, so the benches and the front door load it after."""
+    captions) and kept under runs/pair_predictor/, so the benches and the front door load it after;
+    the fit ``argus build-pairs`` ships beside the file (``ship_pair_predictor``) is loaded first."""
     return _fitted(str(Path(pair_table).resolve()), hashlib.sha1(Path(pair_table).read_bytes()).hexdigest())

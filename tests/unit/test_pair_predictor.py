@@ -211,3 +211,26 @@ def test_a_saved_predictor_predicts_the_same(tmp_path):
     e = pairs.embeddings
     np.testing.assert_allclose(back.predict_step(e[0], e[:16], np.full(16, 15)), model.predict_step(e[0], e[:16], np.full(16, 15)), rtol=1e-6)
     assert back.predict_fast(e[3]) == pytest.approx(model.predict_fast(e[3]))
+
+
+def test_build_pairs_ships_its_fit_and_a_fresh_load_reads_it(tmp_path, monkeypatch):
+    """``ship_pair_predictor`` writes the fit beside the pairs file and replaces older fits; the
+    loader reads it there before fitting (so a fresh clone never fits), and a changed file is refitted."""
+    from orchestrator import paths
+    from orchestrator.sim import world
+
+    monkeypatch.setattr(paths, "RUNS_DIR", tmp_path / "runs")
+    pairs_file = tmp_path / "p.pairs.npz"
+    synthetic_pairs(n_prompts=32).save(pairs_file)
+    (world.shipped_fit_dir(pairs_file)).mkdir()
+    (world.shipped_fit_dir(pairs_file) / "stale.npz").write_bytes(b"old")
+    shipped = world.ship_pair_predictor(pairs_file)
+    assert [p.name for p in world.shipped_fit_dir(pairs_file).glob("*.npz")] == [shipped.name]
+    world._fitted.cache_clear()
+    monkeypatch.setattr(PairQualityPredictor, "fit", classmethod(lambda cls, *a, **k: pytest.fail("refitted a shipped fit")))
+    e = synthetic_pairs(n_prompts=32).embeddings
+    assert world.fit_pair_predictor(pairs_file).predict_fast(e[3]) == pytest.approx(PairQualityPredictor.load(shipped).predict_fast(e[3]))
+    synthetic_pairs(n_prompts=16).save(pairs_file)  # new triples: the shipped fit no longer matches
+    world._fitted.cache_clear()
+    with pytest.raises(pytest.fail.Exception, match="refitted"):
+        world.fit_pair_predictor(pairs_file)
