@@ -361,12 +361,13 @@ def route_planned(
 ) -> Decision:
     """Follow the plan for the request's class, within what meets the deadline.
 
-    Prompt-aware (argus): the plan fixes each class's budget of worker time per request
-    (sum of target share x relative cost); each request takes the feasible variant maximising
-    predicted quality - (price + the worker's congestion price) x relative cost, and the class's
-    price rises when requests spend above the budget and falls below it (dual ascent). So prompts
-    that lose little take the cheap variants and prompts that lose much keep full quality, at the
-    plan's total cost, and fewer keep it while a queue builds.
+    Prompt-aware (argus): one rule, ``expected_utility``: each request takes the variant that
+    meets its deadline in the tail and maximises predicted quality - ``time_price`` x relative
+    cost. The plan fixes each class's budget of worker time per request (sum of target share x
+    relative cost), and the class's part of the price rises when requests spend above the budget
+    and falls below it (dual ascent); the burst and congestion parts raise it while arrivals
+    outrun the workers. So prompts that lose little take the cheap variants and prompts that lose
+    much keep full quality, at the plan's total cost, and fewer keep it while a queue builds.
     Prompt-agnostic (proteus): follow the plan's shares (largest deficit first).
     A plan that cannot be followed in time falls back to the feasible variant with the least
     predicted quality loss. Feasible means on time in the tail (``ClusterState.tail_devs``); when
