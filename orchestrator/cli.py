@@ -429,12 +429,12 @@ def bench_sweep(
 
 @bench_app.command("weights")
 def bench_weights(
-    seeds: int = typer.Option(5, help="Trace/prompt seeds per load (every setting replays the same ones: paired)."),
+    seeds: int = typer.Option(10, help="Trace/prompt seeds per load (every setting replays the same ones: paired)."),
     loads: str = typer.Option("1,2,3", help="Peak loads, multiples of the cluster's k0 capacity."),
     workers: int = typer.Option(8, help="Simulated workers."),
-    policy: str = typer.Option("argus,argus-noprompt", help="Comma-separated policies to replay under each setting."),
+    policy: str = typer.Option("argus", help="Comma-separated policies to replay under each setting."),
     speed_sigma: float = typer.Option(0.15, help="Worker speed drift per minute (lognormal sigma; the live speed brackets' std)."),
-    batch_sigma: float = typer.Option(0.1, help="Per-batch duration scatter (lognormal sigma)."),
+    batch_sigma: float = typer.Option(0.2, help="Per-batch duration scatter (lognormal sigma; measured live at 2x)."),
     scatter: bool = typer.Option(True, help="--no-scatter: workers run at the profile's speed exactly."),
     quality_table: Optional[Path] = typer.Option(None, help=QT_HELP + " Runs its fast/heavy scenario (HADIS columns)."),
     out_dir: Path = typer.Option(Path("docs"), help="Where weights.json and weights.md go."),

@@ -48,13 +48,14 @@ class WeightsConfig:
     num_workers: int = 8
     loads: tuple[float, ...] = (1.0, 2.0, 3.0)
     """Peak offered load, as multiples of the cluster's k0 capacity (as the sweep's)."""
-    seeds: int = 5
-    policies: tuple[str, ...] = ("argus", "argus-noprompt")
+    seeds: int = 10
+    policies: tuple[str, ...] = ("argus",)
     settings: tuple[str, ...] = tuple(OFF)
     speed_sigma: float = 0.15
     """Worker speed drift (``SimConfig.speed_sigma``): the std of the live speed brackets."""
-    batch_sigma: float = 0.1
-    """Per-batch scatter (``SimConfig.batch_sigma``): an assumption, not a measurement."""
+    batch_sigma: float = 0.2
+    """Per-batch scatter (``SimConfig.batch_sigma``): live at 2x (2026-12-07), the std of
+    log(latency / the router's estimate) of batch-of-one answers was 0.18-0.24 per policy."""
     slo_factor: float = 2.0
     duration_s: float | None = None
     """Compress the trace to this many seconds (None: its own; a quality table: the sweep's ``LABEL_DURATION_S``)."""
