@@ -187,13 +187,10 @@ def build_pairs(out: Path = typer.Option(CPU_PAIRS), scenes_per_kind: int = type
     """Generate (prompt, cached source, K) triples and fast pairs scored by ground truth (the pair predictor's data), and write
     the simulator's ground-truth table keyed by what differs, with per-K thresholds calibrated from it, into the profiles."""
     from orchestrator.paths import DOCS_DIR
-    from orchestrator.sim.ground_truth import write_ground_truth
+    from orchestrator.sim.world import build_pairs as build
 
-    write_ground_truth(out, profiles or sorted(CPU_PAIRS.parent.glob("*.json")), DOCS_DIR / "sim_ground_truth.md", scenes_per_kind, seeds,
-                       generate=not from_pairs, log=console.print)
-    from orchestrator.sim.world import ship_pair_predictor
-
-    console.print(f"wrote the fitted pair predictor to {ship_pair_predictor(out)}")
+    build(out, profiles or sorted(CPU_PAIRS.parent.glob("*.json")), DOCS_DIR / "sim_ground_truth.md", scenes_per_kind, seeds,
+          generate=not from_pairs, log=console.print)
 
 
 @app.command("calibrate-reuse")

@@ -33,11 +33,9 @@ OFF: dict[str, tuple[tuple[str, float], ...]] = {
     "no fallback": (("fallback_devs", 2.0),),
     "congestion_weight=0": (("congestion_weight", 0.0),),
     "burst_weight=0": (("burst_weight", 0.0),),
-    "no headroom": (("headroom", False),),
 }
 """Each setting: the weights it changes from ``ClusterState``'s defaults. ``no fallback``: the second,
-looser deadline check coincides with the tail (``fallback_devs`` = ``tail_devs``), so it is skipped.
-``no headroom``: argus no longer prefers the variants that leave room for the next request (``ClusterState.headroom``)."""
+looser deadline check coincides with the tail (``fallback_devs`` = ``tail_devs``), so it is skipped."""
 
 
 @dataclasses.dataclass

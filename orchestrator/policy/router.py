@@ -130,10 +130,6 @@ class ClusterState:
     1x 0.999 -> 0.993 quality, and on the low-reuse trace 0.983 -> 0.953 with no violation to
     remove: it is traded against predicted quality, and the predictor rates K answers to prompts
     unlike its training ones nearly lossless. 0: off."""
-    headroom: bool = True
-    """Prompt-aware routing prefers the variants that leave the worker's queue short enough for the
-    next request to still meet its SLO on the worker's cheapest variant (a choice that would not is
-    taken only when nothing else is feasible). False: every feasible variant competes."""
     arrival_rate_rps: float = 0.0
     """Arrivals per second before the latest one, exponentially decayed with a time constant of
     one SLO (``observe``): how bursty the traffic is right now, which the plan's price (one
@@ -290,11 +286,6 @@ def booked_s(profile: Profile, variant: str, slo_ms: float) -> float:
     return lat[b] / 1000.0 / b + profile.frontdoor.probe_ms / 1000.0
 
 
-def cheapest_s(profile: Profile, variants: list[str], w: WorkerState) -> float:
-    """Batch-of-one latency of the fastest variant this worker serves (its family's, or a co-located one's)."""
-    return min((service_s(profile, v) for v in variants if w.hosts(family_of(v)) and v in profile.variants), default=0.0)
-
-
 def best_worker(state: ClusterState, variant: str) -> WorkerState | None:
     """The healthy worker serving this variant with the least booked backlog, as corrected by its
     slowdown. Booked, not drained (``remaining_s``): ranked by the drained estimate, 8 simulated
@@ -395,10 +386,7 @@ def route_planned(
         slo_s = slo_ms / 1000.0
         cost = {f[0]: relative_cost(profile, f[0], slo_ms) for f in feasible}
         budget = sum(share * relative_cost(profile, v, slo_ms) for v, share in target.items() if v in profile.variants)
-        # Keep the queue short enough that the next request can still meet its SLO with the
-        # worker's cheapest variant: a choice that would not is taken only if nothing else is feasible.
-        safe = [f for f in feasible if state.headroom and f[2].tail_slowdown(state.tail_devs) * (f[2].remaining_s(now_s) + booked_s(profile, f[0], slo_ms)) + cheapest_s(profile, variants, f[2]) <= slo_s]
-        v, _, w, eta = max(safe or feasible, key=lambda f: (expected_utility(req.predicted_quality.get(f[0], 0.0), cost[f[0]],
+        v, _, w, eta = max(feasible, key=lambda f: (expected_utility(req.predicted_quality.get(f[0], 0.0), cost[f[0]],
                                                                              time_price(state, profile, req.prompt_class, f[2], slo_s, now_s)),
                                                             -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)

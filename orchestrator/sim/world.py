@@ -250,6 +250,16 @@ def ship_pair_predictor(pair_table: Path) -> Path:
     return out / _fit_name(digest)
 
 
+def build_pairs(pairs_path: Path, profiles: list, docs_path: Path, scenes_per_kind: int, seeds: int, generate: bool = True, log=print):
+    """``argus build-pairs``: the triples, the ground-truth table in every profile
+    (``ground_truth.write_ground_truth``), and the fitted pair predictor shipped beside the triples."""
+    from orchestrator.sim.ground_truth import write_ground_truth
+
+    table = write_ground_truth(pairs_path, profiles, docs_path, scenes_per_kind, seeds, generate=generate, log=log)
+    log(f"wrote the fitted pair predictor to {ship_pair_predictor(pairs_path)}")
+    return table
+
+
 def fit_pair_predictor(pair_table: Path):
     """The pair predictor fitted on a file of ground-truth triples (``argus build-pairs``): fitted once
     per file content (a minute or two on two cores, most of it embedding the world's cell-labelled

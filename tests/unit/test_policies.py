@@ -387,14 +387,14 @@ def test_booked_work_drains_while_the_worker_runs():
     assert estimate(prof, st, "k0", 0.6 * d.booked_s)[1] == pytest.approx(0.4 * d.booked_s + 1.0)
     w.slowdown = 2.0  # a worker running at half the profile's speed has done half as much
     assert w.remaining_s(0.6 * d.booked_s) == pytest.approx(0.7 * d.booked_s)
-    # A new request waits behind only what is left: with a 2 s SLO, argus keeps k0 (1 s) for a
+    # A new request waits behind only what is left: with a 1.5 s SLO, argus keeps k0 (1 s) for a
     # request arriving late in the running one, and not for the same request at its start.
     a = make_policy("argus", ctx(prof))
     w.slowdown = 1.0
     t = 0.9 * d.booked_s
-    late = RequestFeatures("r2", t, t + 2.0, 0, {"k0": 1.0, "k10": 0.5, "k25": 0.5, "fast": 0.5}, frozenset(VARIANTS))
+    late = RequestFeatures("r2", t, t + 1.5, 0, {"k0": 1.0, "k10": 0.5, "k25": 0.5, "fast": 0.5}, frozenset(VARIANTS))
     assert a.route(late, st, t).variant == "k0"
-    assert a.route(dataclasses.replace(late, arrival_s=0.0, deadline_s=2.0), st, 0.0).variant != "k0"
+    assert a.route(dataclasses.replace(late, arrival_s=0.0, deadline_s=1.5), st, 0.0).variant != "k0"
     st.release(d, 2.0)
     assert w.backlog_s == 0.0 and w.busy_since_s == 2.0
 
