@@ -343,13 +343,14 @@ def score(records: list[LiveRecord], images: dict, refs: dict[str, np.ndarray], 
         rec.k0_image_of_prompt = same or any(np.array_equal(image, k0) for k0 in k0_images[rec.prompt])
         rec.clip_score = float(s)
         rec.single_reference_quality = 1.0 if same else float(q)
-        rec.quality_source = "ground_truth" if rec.request_id in truth else "clip"
-        rec.relative_quality = 1.0 if rec.k0_image_of_prompt else truth.get(rec.request_id, float(q))
+        key = (rec.policy, rec.request_id)  # every policy replays the same request ids
+        rec.quality_source = "ground_truth" if key in truth else "clip"
+        rec.relative_quality = 1.0 if rec.k0_image_of_prompt else truth.get(key, float(q))
         if rec.variant == "k0":
             rec.same_as_reference = same
 
 
-def ground_truth_quality(served: list[LiveRecord], images: dict, refs: dict[str, np.ndarray]) -> dict[str, float]:
+def ground_truth_quality(served: list[LiveRecord], images: dict, refs: dict[str, np.ndarray]) -> dict[tuple[str, str], float]:
     """World prompts, by ground truth against the prompt's own specification: the answer's share of
     named attributes the check confirms over its k0 reference's (floored and capped as the CLIP ratio).
     A CLIP ratio of one image moved live quality by about +-7 points between runs; ground truth does
@@ -363,7 +364,7 @@ def ground_truth_quality(served: list[LiveRecord], images: dict, refs: dict[str,
         return {}
     answer = np.array([attribute_accuracy(ground_truth_check(images[(r.policy, r.request_id)], r.prompt)) for r in world])
     reference = np.array([attribute_accuracy(ground_truth_check(refs[r.request_id], r.prompt)) for r in world])
-    return {r.request_id: float(q) for r, q in zip(world, relative_quality(answer, reference))}
+    return {(r.policy, r.request_id): float(q) for r, q in zip(world, relative_quality(answer, reference))}
 
 
 def _clip(scorer, imgs: np.ndarray, prompts: list[str], batch: int = 256) -> np.ndarray:

@@ -127,3 +127,20 @@ def test_cell_rows_label_world_pairs_by_their_measured_cell_and_skip_held_out_te
         assert template_of(by_vec[t.tobytes()]) not in held
     for t, q in zip(rows.fast_target, rows.fast_quality):
         assert q == np.float32(table.fast[kind_of(parse_caption(by_vec[t.tobytes()]))].mean)
+
+
+def test_live_ground_truth_scores_each_policys_own_answer():
+    """Every policy replays the same request ids: one policy's answer must not score another's
+    (keyed by request id alone, every policy scored the last policy's images)."""
+    import random
+
+    from orchestrator.bench.live import LiveRecord, ground_truth_quality
+    from tiny_model.world import render, sample_scene
+
+    scene = sample_scene(random.Random(3), "simple")
+    right = np.asarray(render(scene).convert("RGB"))
+    wrong = np.zeros_like(right) + 127
+    recs = [LiveRecord(p, "r0", 0.0, 1.0, scene.caption(), 0, variant=v) for p, v in (("clipper-ha", "k0"), ("clipper-ht", "fast"))]
+    images = {("clipper-ha", "r0"): right, ("clipper-ht", "r0"): wrong}
+    q = ground_truth_quality(recs, images, {"r0": right})
+    assert q[("clipper-ha", "r0")] == 1.0 and q[("clipper-ht", "r0")] < 0.7
