@@ -24,13 +24,14 @@ import numpy as np
 from orchestrator.bench.common import build_label_workload, build_workload, simulate
 from orchestrator.bench.sweep import ci95
 from orchestrator.paths import DOCS_DIR, paper_scale_profile
+from orchestrator.policy.router import ClusterState
 from orchestrator.profile.schema import Profile
 
 OFF: dict[str, tuple[tuple[str, float], ...]] = {
     "default": (),
     "slowdown_weight=0": (("slowdown_weight", 0.0),),
     "tail_devs=0": (("tail_devs", 0.0), ("fallback_devs", 0.0)),
-    "no fallback": (("fallback_devs", 2.0),),
+    "no fallback": (("fallback_devs", ClusterState.tail_devs),),
     "congestion_weight=0": (("congestion_weight", 0.0),),
     "burst_weight=0": (("burst_weight", 0.0),),
 }

@@ -332,13 +332,14 @@ def expected_utility(predicted_quality: float, cost: float, price: float) -> flo
     return predicted_quality - price * cost
 
 
-def time_price(state: ClusterState, profile: Profile, prompt_class: int, w: WorkerState, slo_s: float, now_s: float) -> float:
-    """Quality points one k0 image of ``w``'s time is worth now: the class's plan price (dual
-    ascent on the plan's budget, moved once per request), the burst price (the chance the next
-    arrival waits past its slack, which the plan cannot see) and the worker's queue (congestion)."""
+def time_price(state: ClusterState, profile: Profile, prompt_class: int, workers, slo_s: float, now_s: float) -> dict[str, float]:
+    """Per worker, quality points one k0 image of its time is worth now: the class's plan price
+    (dual ascent on the plan's budget, moved once per request), the burst price (the chance the next
+    arrival waits past its slack, which the plan cannot see) and the worker's queue (congestion).
+    The first two are the request's, computed once (the burst price sums an Erlang C series)."""
     k0_s = service_s(profile, "k0")
-    return (float(state.price[prompt_class]) + state.burst_price(k0_s, max(0.0, slo_s - k0_s))  # slack: the wait k0 still allows
-            + w.congestion_price(slo_s, state.congestion_weight, now_s))
+    shared = float(state.price[prompt_class]) + state.burst_price(k0_s, max(0.0, slo_s - k0_s))  # slack: the wait k0 still allows
+    return {w.name: shared + w.congestion_price(slo_s, state.congestion_weight, now_s) for w in workers}
 
 
 def route_planned(
@@ -386,9 +387,9 @@ def route_planned(
         slo_s = slo_ms / 1000.0
         cost = {f[0]: relative_cost(profile, f[0], slo_ms) for f in feasible}
         budget = sum(share * relative_cost(profile, v, slo_ms) for v, share in target.items() if v in profile.variants)
-        v, _, w, eta = max(feasible, key=lambda f: (expected_utility(req.predicted_quality.get(f[0], 0.0), cost[f[0]],
-                                                                             time_price(state, profile, req.prompt_class, f[2], slo_s, now_s)),
-                                                            -cost[f[0]]))
+        price = time_price(state, profile, req.prompt_class, {f[2].name: f[2] for f in feasible}.values(), slo_s, now_s)
+        v, _, w, eta = max(feasible, key=lambda f: (expected_utility(req.predicted_quality.get(f[0], 0.0), cost[f[0]], price[f[2].name]),
+                                                    -cost[f[0]]))
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"
         return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=booked_s(profile, v, slo_ms),

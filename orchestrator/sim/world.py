@@ -210,6 +210,11 @@ def _fit_name(digest: str) -> str:
     return f"{digest[:16]}-{PREDICTOR_VERSION}-{CELL_SCENES}.npz"
 
 
+def _digest(pair_table: Path) -> str:
+    """What a fit is keyed by: the pairs file's content."""
+    return hashlib.sha1(Path(pair_table).read_bytes()).hexdigest()
+
+
 def shipped_fit_dir(pair_table: Path) -> Path:
     """Where ``argus build-pairs`` ships the fit of the pairs file it wrote, beside it (83 kB), so a
     fresh clone, the tests and the demo load it instead of fitting."""
@@ -223,10 +228,10 @@ def _fitted(path: str, digest: str):
     from orchestrator.profile.pairs import PairTable
     from orchestrator.sim.ground_truth import is_world_pairs
 
-    for cached in (shipped_fit_dir(Path(path)) / _fit_name(digest), RUNS_DIR / "pair_predictor" / _fit_name(digest)):
-        if cached.exists():
-            return PairQualityPredictor.load(cached)
     cached = RUNS_DIR / "pair_predictor" / _fit_name(digest)
+    for fit in (shipped_fit_dir(Path(path)) / _fit_name(digest), cached):
+        if fit.exists():
+            return PairQualityPredictor.load(fit)
     pairs = PairTable.load(Path(path))
     if is_world_pairs(pairs):  # the embedded world's triples: with its cell-labelled rows
         model = fit_world_pair_predictor(pairs)
@@ -240,7 +245,7 @@ def _fitted(path: str, digest: str):
 def ship_pair_predictor(pair_table: Path) -> Path:
     """Fit (or load) the predictor of ``pair_table`` and write it to ``shipped_fit_dir``, replacing
     the fits of earlier pairs files."""
-    digest = hashlib.sha1(Path(pair_table).read_bytes()).hexdigest()
+    digest = _digest(pair_table)
     model = _fitted(str(Path(pair_table).resolve()), digest)
     out = shipped_fit_dir(pair_table)
     out.mkdir(parents=True, exist_ok=True)
@@ -265,4 +270,4 @@ def fit_pair_predictor(pair_table: Path):
     per file content (a minute or two on two cores, most of it embedding the world's cell-labelled
     captions) and kept under runs/pair_predictor/, so the benches and the front door load it after;
     the fit ``argus build-pairs`` ships beside the file (``ship_pair_predictor``) is loaded first."""
-    return _fitted(str(Path(pair_table).resolve()), hashlib.sha1(Path(pair_table).read_bytes()).hexdigest())
+    return _fitted(str(Path(pair_table).resolve()), _digest(pair_table))
