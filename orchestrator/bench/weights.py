@@ -1,6 +1,6 @@
 """``argus bench weights``: does each of the router's weights pay on the default stream?
 
-The router (``orchestrator.policy.router``) has six hand-set weights on ``ClusterState``. Each was
+The router (``orchestrator.policy.router``) has five hand-set weights on ``ClusterState``. Each was
 tuned on one trace. This bench turns each off in turn and replays the sweep's default stream in
 the simulator with every other setting unchanged, the same requests and the same worker speeds
 (paired by seed), so a weight is kept only where turning it off measurably costs violations or
@@ -34,7 +34,6 @@ OFF: dict[str, tuple[tuple[str, float], ...]] = {
     "no fallback": (("fallback_devs", ClusterState.tail_devs),),
     "congestion_weight=0": (("congestion_weight", 0.0),),
     "burst_weight=0": (("burst_weight", 0.0),),
-    "mix_weight=0": (("mix_weight", 0.0),),
 }
 """Each setting: the weights it changes from ``ClusterState``'s defaults. ``no fallback``: the second,
 looser deadline check coincides with the tail (``fallback_devs`` = ``tail_devs``), so it is skipped."""

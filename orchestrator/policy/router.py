@@ -135,14 +135,6 @@ class ClusterState:
     one SLO (``observe``): how bursty the traffic is right now, which the plan's price (one
     forecast per interval) cannot see."""
     last_arrival_s: float | None = None
-    mix_weight: float = 0.05
-    """Weight of each routed request in ``booked_per_request_s`` (about the last 20 requests). 0:
-    the burst price counts every arrival as one k0 image, whatever the recent mix. On by default:
-    counted as k0 images alone, every arrival past the k0 capacity priced the whole burst weight
-    even where the cheap variants already served the load (README, ``argus bench weights``)."""
-    booked_per_request_s: float | None = None
-    """EWMA (``mix_weight`` per decision) of the worker seconds each routed request booked: the
-    recent mix's cost, which ``burst_price`` counts arrivals at. None before the first decision."""
 
     seen: np.ndarray | None = None
     """(classes,) recent arrivals per class (decayed at each replan): the class mix, and the
@@ -181,18 +173,16 @@ class ClusterState:
         total = float(self.seen.sum())
         return self.seen / total if total > 0 else np.full(len(self.seen), 1.0 / len(self.seen))
 
-    def burst_price(self, k0_s: float, slack_s: float = 0.0, k0_booked_s: float | None = None) -> float:
+    def burst_price(self, k0_s: float, slack_s: float = 0.0) -> float:
         """``burst_weight`` x the chance that the next arrival waits longer than ``slack_s`` for a
         k0 image: Erlang C of the healthy workers at the recent arrival rate, each request counted
-        as one k0 image (``k0_s`` seconds) times the recent mix's cost in k0 images (booked seconds
-        per request over ``k0_booked_s``; without it, one), times the M/M/c tail of the wait beyond
-        the slack. One worker: about its utilization; pooled workers: near 0 until the cluster
-        nears saturation. Past saturation: the whole weight."""
+        as one k0 image (``k0_s`` seconds), times the M/M/c tail of the wait beyond the slack. One
+        worker: about its utilization; pooled workers: near 0 until the cluster nears saturation.
+        Past saturation: the whole weight."""
         if self.burst_weight <= 0:
             return 0.0
         servers = max(1, sum(w.healthy for w in self.workers))
-        mix = 1.0 if k0_booked_s is None or self.booked_per_request_s is None else self.booked_per_request_s / max(k0_booked_s, 1e-9)
-        offered = self.arrival_rate_rps * k0_s * mix
+        offered = self.arrival_rate_rps * k0_s
         return self.burst_weight * erlang_c(servers, offered) * math.exp(-max(servers - offered, 0.0) * slack_s / max(k0_s, 1e-9))
 
     def family_counts(self) -> dict[str, int]:
@@ -223,8 +213,6 @@ class ClusterState:
         if decision.variant in variants:  # a quality floor's k0 may be outside the policy's own set (Clipper-HT)
             self.served[req.prompt_class, variants.index(decision.variant)] += 1
         self.price[req.prompt_class] = max(0.0, self.price[req.prompt_class] + decision.price_delta)
-        b = self.booked_per_request_s
-        self.booked_per_request_s = decision.booked_s if b is None else b + self.mix_weight * (decision.booked_s - b)
         w = self.worker(decision.worker)
         if w.backlog_s <= 0:
             w.busy_since_s = now_s  # idle: its new work starts now
@@ -350,8 +338,7 @@ def time_price(state: ClusterState, profile: Profile, prompt_class: int, workers
     arrival waits past its slack, which the plan cannot see) and the worker's queue (congestion).
     The first two are the request's, computed once (the burst price sums an Erlang C series)."""
     k0_s = service_s(profile, "k0")
-    k0_booked_s = booked_s(profile, "k0", 1000.0 * slo_s) if state.mix_weight > 0 else None  # None: each arrival one k0
-    shared = float(state.price[prompt_class]) + state.burst_price(k0_s, max(0.0, slo_s - k0_s), k0_booked_s)  # slack: the wait k0 still allows
+    shared = float(state.price[prompt_class]) + state.burst_price(k0_s, max(0.0, slo_s - k0_s))  # slack: the wait k0 still allows
     return {w.name: shared + w.congestion_price(slo_s, state.congestion_weight, now_s) for w in workers}
 
 

@@ -14,7 +14,7 @@ from orchestrator.policy.control import ControlInput
 from orchestrator.policy.forecast import HoltForecaster
 from orchestrator.policy.predictor import QualityPredictor, evaluate_predictor
 from orchestrator.policy.registry import make_policy
-from orchestrator.policy.router import ClusterState, Decision, RequestFeatures, WorkerState
+from orchestrator.policy.router import ClusterState, RequestFeatures, WorkerState
 from orchestrator.profile.schema import Profile, QualityTable, VariantProfile
 
 VARIANTS = ["k0", "k10", "k25", "fast"]
@@ -453,24 +453,6 @@ def test_a_burst_of_arrivals_prices_worker_time_before_a_queue_builds():
     light.arrival_rate_rps = 0.5
     assert light.burst_price(1.0) == pytest.approx(light.burst_weight * 0.5)
     assert light.burst_price(1.0, 1.0) == pytest.approx(light.burst_weight * 0.5 * np.exp(-0.5))
-    # Arrivals count at the recent mix's cost in k0 images: requests that booked half a k0 each
-    # offer half the load (utilization 0.25), where counting each as a k0 priced 0.5.
-    light.booked_per_request_s = 0.25
-    assert light.burst_price(1.0, 0.0, k0_booked_s=0.5) == pytest.approx(light.burst_weight * 0.25)
-    assert light.burst_price(1.0) == pytest.approx(light.burst_weight * 0.5)  # no k0 booking given: each arrival is one k0
-
-
-def test_each_routed_request_moves_the_recent_mix_cost_by_its_booking():
-    p = make_policy("argus", ctx())
-    st = state(families=("base",))
-    assert st.booked_per_request_s is None
-    d1 = dataclasses.replace(p.route(request(), st, 0.0), booked_s=1.0)
-    st.apply(request(), d1, p.variants, 0.0)
-    assert st.booked_per_request_s == 1.0  # the first decision sets it
-    st.apply(request(), dataclasses.replace(d1, booked_s=0.2), p.variants, 0.0)
-    assert st.booked_per_request_s == pytest.approx(1.0 + st.mix_weight * (0.2 - 1.0))
-    st.apply(request(), Decision(None, None, "shed"), p.variants, 0.0)  # a shed books nothing and leaves it
-    assert st.booked_per_request_s == pytest.approx(1.0 + st.mix_weight * (0.2 - 1.0))
 
 
 def test_a_quality_floor_leaves_only_variants_predicted_above_it_and_else_serves_k0():
