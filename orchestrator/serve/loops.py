@@ -64,6 +64,8 @@ def apply_instances(eng: Engine, plan, mix: np.ndarray) -> None:
     for worker, family in eng.families().items():
         client = eng.workers.client(worker)
         for model, count in desired_instances(family, plan.variants, plan.fractions, mix, eng.cfg.max_instances).items():
+            if eng.stop.is_set():  # closing: the workers may already be going down (the demo's shutdown warned once per model)
+                return
             try:
                 if client.is_model_ready(model) and set_instance_count(client, model, count):
                     log.info("worker %s: %s -> %d instances", worker, model, count)
