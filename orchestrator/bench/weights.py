@@ -34,9 +34,11 @@ OFF: dict[str, tuple[tuple[str, float], ...]] = {
     "no fallback": (("fallback_devs", ClusterState.tail_devs),),
     "congestion_weight=0": (("congestion_weight", 0.0),),
     "burst_weight=0": (("burst_weight", 0.0),),
+    "price_step=0.05": (("price_step", 0.05),),
 }
 """Each setting: the weights it changes from ``ClusterState``'s defaults. ``no fallback``: the second,
-looser deadline check coincides with the tail (``fallback_devs`` = ``tail_devs``), so it is skipped."""
+looser deadline check coincides with the tail (``fallback_devs`` = ``tail_devs``), so it is skipped.
+``price_step=0.05``: the plan price's step before 2026-12-07 (10x the default), not an off switch."""
 
 
 @dataclasses.dataclass

@@ -87,6 +87,15 @@ class ClusterState:
     price: np.ndarray | None = None
     """(classes,) price of worker time (in units of one k0 image) for prompt-aware routing."""
 
+    price_step: float = 0.005
+    """Dual-ascent step of the class's price, per request, per k0 image spent above the plan's
+    budget. The price is argus's threshold between prompts, so its jitter reorders them: with 0.05
+    a request's predicted loss competed with a price that moved by up to 0.05 per request, and the
+    bursts this step once had to follow are the burst and congestion prices' job now. Measured at
+    0.05 -> 0.005 (a throwaway script replaying the sweeps' 2x workloads, stage-6 ground truth):
+    world stream 1.24% -> 0.94% late at 0.929 -> 0.934 (5 seeds; 3x: 0.81% -> 0.91% at 0.891 ->
+    0.897); HADIS fast/heavy 0.934 -> 0.940 at 0% late (3 seeds). ``argus bench weights`` measures it."""
+
     slowdown_weight: float = 0.1
     """Weight of each completion in a worker's slowdown (EWMA of observed / predicted time to
     completion); 0 leaves estimates to the profile. On by default: the profile is measured at one
@@ -317,10 +326,6 @@ def route_fixed(req: RequestFeatures, state: ClusterState, profile: Profile, var
                     booked_s=booked_s(profile, variant, 1000.0 * (req.deadline_s - req.arrival_s)), eta_s=profile_eta_s(profile, w, variant, now_s))
 
 
-PRICE_STEP = 0.05
-"""Dual-ascent step of the per-class price (per request)."""
-
-
 def relative_cost(profile: Profile, variant: str, slo_ms: float) -> float:
     """Worker time of one image of ``variant`` in units of one k0 image (at the SLO's best batch)."""
     return profile.variants["k0"].throughput(slo_ms) / profile.variants[variant].throughput(slo_ms)
@@ -393,7 +398,7 @@ def route_planned(
         planned = any(target.get(f[0], 0.0) > 0 for f in feasible)
         reason = "plan (price)" if planned else "redirect: planned variants saturated"
         return Decision(v, w.name, reason, req.predicted_quality.get(v, 0.0), booked_s=booked_s(profile, v, slo_ms),
-                        price_delta=PRICE_STEP * (relative_cost(profile, v, slo_ms) - budget), eta_s=profile_eta_s(profile, w, v, now_s))
+                        price_delta=state.price_step * (relative_cost(profile, v, slo_ms) - budget), eta_s=profile_eta_s(profile, w, v, now_s))
     planned = [f for f in feasible if target.get(f[0], 0.0) > 0]
     if planned:
         v, _, w, eta = max(planned, key=lambda f: target.get(f[0], 0.0) - row[f[1]] / total)
