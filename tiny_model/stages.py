@@ -423,6 +423,46 @@ class LongerUnetStage:
                 "final_loss": losses, "phase_wall_s": walls}
 
 
+@dataclasses.dataclass(frozen=True)
+class DistillFastStage:
+    """The fast UNet (same small architecture, same 20 steps) trained on the base UNet's outputs:
+    output-matching distillation, the base's epsilon at the same noisy latent and condition as the
+    target. The fast UNet had 6,800 steps at learning rates up to 2e-4 over six stages and reached
+    54% attribute accuracy on simple prompts; 600 steps at 5e-4 took it to 72% (distilled) and 70%
+    (from the data), so it was under-trained, not out of capacity. Only the fast UNet changes."""
+
+    name: str = "distill_fast"
+    num_scenes: int = 40_000
+    kind_weights: tuple[tuple[str, float], ...] = (("simple", 2.0), ("medium", 1.0), ("hard", 1.0), ("counting", 1.0))
+    teacher: str = BASE_UNET.name
+    fast_unet_steps: int = 7000
+    unet_batch: int = 96
+    unet_lr: float = 5e-4
+    ema_decay: float = 0.999
+    seed: int = 707
+
+    def train(self, comps: Components, ckpt_dir: Path | None, log=print) -> dict:
+        from tiny_model.train import encode_all, train_unet
+
+        walls = {}
+        t = time.time()
+        data = stage_dataset(self)
+        walls["scenes"] = round(time.time() - t, 1)
+        t = time.time()
+        latents, hidden, pooled, scaling = encode_all(comps, data)
+        latents = latents / scaling * comps.vae_scaling_factor
+        walls["encode"] = round(time.time() - t, 1)
+        comps.unets[self.teacher].eval().requires_grad_(False)
+        cfg = dataclasses.replace(_ckpt_cfg(ckpt_dir, every=250), unet_batch=self.unet_batch, unet_lr=self.unet_lr,
+                                  ema_decay=self.ema_decay, seed=self.seed)
+        t = time.time()
+        losses = train_unet(cfg, comps, FAST_UNET.name, self.fast_unet_steps, latents, hidden, pooled, teacher=self.teacher)
+        walls[FAST_UNET.name] = round(time.time() - t, 1)
+        comps.unets[self.teacher].requires_grad_(True)
+        return {"unet_steps": 0, "fast_unet_steps": self.fast_unet_steps,
+                "final_loss": {FAST_UNET.name: float(np.mean(losses[-50:]))}, "phase_wall_s": walls}
+
+
 # ---------------------------------------------------------------------------------------------
 # Running stages
 
@@ -439,8 +479,12 @@ HARD_UNET = LongerUnetStage(name="hard_unet", kind_weights=(("simple", 1.0), ("m
 hard scenes on a round trip but the base UNet only 25% at k0, so hard prompts are limited by the
 UNet's binding of three objects; stage 4's 7,000 steps moved medium 56% -> 71% and hard 19% -> 25%."""
 
-STAGES = {s.name: s for s in (DecoderStage(), WholeCaptionStage(), EosPoolingStage(), LongerUnetStage(), DECODER_MEANS, HARD_UNET)}
-"""In order. Next, not yet run: a distilled fast student."""
+DISTILL_FAST = DistillFastStage()
+"""Stage 7: the fast UNet distilled from the base (see ``DistillFastStage``)."""
+
+STAGES = {s.name: s for s in (DecoderStage(), WholeCaptionStage(), EosPoolingStage(), LongerUnetStage(), DECODER_MEANS, HARD_UNET,
+                              DISTILL_FAST)}
+"""In order."""
 
 
 def _ckpt_cfg(ckpt_dir: Path | None, every: int):
@@ -454,10 +498,10 @@ def _records(weights_dir: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def _noise(before: dict, after: dict, kind: str) -> float:
+def _noise(before: dict, after: dict, kind: str, variant: str = "k0") -> float:
     """Two standard errors of the difference of two fully-correct shares (binomial, n generations each)."""
-    p1, p2 = before["k0"][kind]["gt_all_correct"], after["k0"][kind]["gt_all_correct"]
-    n1, n2 = before["k0"][kind].get("n", 48), after["k0"][kind].get("n", 48)
+    p1, p2 = before[variant][kind]["gt_all_correct"], after[variant][kind]["gt_all_correct"]
+    n1, n2 = before[variant][kind].get("n", 48), after[variant][kind].get("n", 48)
     return 2.0 * float(np.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2))
 
 
@@ -467,11 +511,20 @@ def better(before: dict, after: dict) -> bool:
     errors of the difference; with 48 generations a kind's share moves by 5-14 points from seeds alone:
     a fixed 5-point tolerance refused stage 2 for counting's 92% -> 81%, which 128 fresh generations
     per kind measured as 87.5% -> 87.5%). A fall of 5 points or more in the share of captions that
-    share a cache key (``pooled_collisions``) also counts as a rise."""
+    share a cache key (``pooled_collisions``) also counts as a rise, and so does a rise of the fast
+    model's mean by more than its noise with no kind of it falling beyond noise (a stage that trains
+    only the fast UNet leaves k0 and the round trip bit for bit the same)."""
     b, a = before["mean_gt_all_correct"], after["mean_gt_all_correct"]
-    fell = [k for k in KINDS if before["k0"][k]["gt_all_correct"] - after["k0"][k]["gt_all_correct"] > max(_noise(before, after, k), 0.05)]
+
+    def fell(variant: str) -> list[str]:
+        return [k for k in KINDS
+                if before[variant][k]["gt_all_correct"] - after[variant][k]["gt_all_correct"] > max(_noise(before, after, k, variant), 0.05)]
+
     keys = "pooled_collisions" in before and "pooled_collisions" in after and after["pooled_collisions"] <= before["pooled_collisions"] - 0.05
-    return a["k0"] >= b["k0"] and a["vae_roundtrip"] >= b["vae_roundtrip"] and not fell and (a["k0"] > b["k0"] or a["vae_roundtrip"] > b["vae_roundtrip"] or keys)
+    fast_noise = float(np.sqrt(np.mean([_noise(before, after, k, "fast") ** 2 for k in KINDS]) / len(KINDS)))
+    fast = a["fast"] - b["fast"] > fast_noise and not fell("fast")
+    return a["k0"] >= b["k0"] and a["vae_roundtrip"] >= b["vae_roundtrip"] and not fell("k0") and (
+        a["k0"] > b["k0"] or a["vae_roundtrip"] > b["vae_roundtrip"] or keys or fast)
 
 
 def run_stage(name: str, src_dir: Path = WEIGHTS_DIR, out_dir: Path | None = None, ckpt_dir: Path | None = None,

@@ -226,8 +226,14 @@ class StepCheckpoint:
         self.path.with_suffix(".tmp").replace(self.path)
 
 
-def train_unet(cfg: TrainConfig, comps: Components, name: str, steps: int, latents, hidden, pooled) -> list[float]:
+def train_unet(cfg: TrainConfig, comps: Components, name: str, steps: int, latents, hidden, pooled,
+               teacher: str | None = None) -> list[float]:
     """DDPM epsilon objective with classifier-free-guidance dropout (uncond = the empty prompt).
+
+    With ``teacher`` (another UNet of ``comps``, frozen) the target is that UNet's epsilon prediction
+    at the same noisy latent and (possibly dropped) condition, not the sampled noise: output-matching
+    distillation, whose target has none of the noise's variance, so a small student learns the
+    teacher's conditional mean faster than from the data.
 
     With ``cfg.ckpt_dir`` the model, optimiser, EMA and generator state are saved every
     ``cfg.ckpt_every`` steps and a rerun resumes from there, bit for bit as if never stopped.
@@ -256,7 +262,11 @@ def train_unet(cfg: TrainConfig, comps: Components, name: str, steps: int, laten
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.unet_batch,), generator=g)
         xt = noise_sched.add_noise(x0, noise, t)
-        pred = unet(xt, t, encoder_hidden_states=hid, added_cond_kwargs={"text_embeds": pool, "time_ids": time_ids}).sample
+        cond = {"encoder_hidden_states": hid, "added_cond_kwargs": {"text_embeds": pool, "time_ids": time_ids}}
+        if teacher is not None:
+            with torch.no_grad():
+                noise = comps.unets[teacher](xt, t, **cond).sample
+        pred = unet(xt, t, **cond).sample
         loss = F.mse_loss(pred, noise)
         _cosine_lr(opt, cfg.unet_lr, step, steps, warmup=200)
         opt.zero_grad()

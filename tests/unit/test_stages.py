@@ -13,10 +13,10 @@ import tiny_model.stages as st
 from tiny_model.models import SEED_TOKEN_LEN, WEIGHTS_DIR, load_clip, load_tokenizer
 
 
-def _metrics(vae: float, k0: list[float]) -> dict:
+def _metrics(vae: float, k0: list[float], fast: list[float] = (0.0, 0.0, 0.0, 0.0)) -> dict:
     kinds = st.KINDS
     out = {"vae_roundtrip": {k: {"gt_all_correct": vae} for k in kinds}, "k0": {k: {"gt_all_correct": q} for k, q in zip(kinds, k0)},
-           "fast": {k: {"gt_all_correct": 0.0} for k in kinds}}
+           "fast": {k: {"gt_all_correct": q} for k, q in zip(kinds, fast)}}
     out["mean_gt_all_correct"] = {key: sum(out[key][k]["gt_all_correct"] for k in kinds) / 4 for key in ("vae_roundtrip", "k0", "fast")}
     return out
 
@@ -28,6 +28,15 @@ def test_the_gate_ships_only_a_measured_improvement():
     assert not st.better(before, before)  # no change is no reason to ship
     assert not st.better(before, _metrics(0.4, [0.9, 0.9, 0.9, 0.9]))  # the VAE got worse
     assert not st.better(before, _metrics(0.6, [0.9, 0.0, 0.0, 0.3]))  # counting fell by 20 points
+
+
+def test_a_fast_only_stage_ships_on_a_fast_rise_beyond_noise():
+    """k0 and the round trip are bit for bit the same when only the fast UNet trains."""
+    before = _metrics(0.9, [0.9, 0.8, 0.4, 1.0], fast=[0.2, 0.0, 0.0, 0.5])
+    assert st.better(before, _metrics(0.9, [0.9, 0.8, 0.4, 1.0], fast=[0.6, 0.1, 0.0, 0.6]))
+    assert not st.better(before, _metrics(0.9, [0.9, 0.8, 0.4, 1.0], fast=[0.25, 0.0, 0.0, 0.5]))  # within noise
+    assert not st.better(before, _metrics(0.9, [0.9, 0.8, 0.4, 1.0], fast=[0.9, 0.3, 0.0, 0.1]))  # counting fell by 40
+    assert not st.better(before, _metrics(0.9, [0.6, 0.8, 0.4, 1.0], fast=[0.9, 0.3, 0.1, 0.6]))  # k0 fell
 
 
 def test_extended_positions_leave_earlier_hidden_states_unchanged():
