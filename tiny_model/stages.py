@@ -273,10 +273,12 @@ class WholeCaptionStage:
         return float(np.mean(run.losses[-50:]))
 
 
-def finetune_unets(stage, comps: Components, data, ckpt_dir: Path | None, walls: dict) -> dict[str, float]:
+def finetune_unets(stage, comps: Components, data, ckpt_dir: Path | None, walls: dict, teacher: str | None = None) -> dict[str, float]:
     """Both UNets fine-tuned from the shipped weights on ``data`` with ``stage``'s batch, learning rate,
-    EMA, seed and step counts (checkpointed every 250 steps); the latents keep the scale the UNets
-    know, since no stage changes the encoder. Returns each UNet's final loss; adds phase wall times."""
+    EMA, seed and step counts (checkpointed every 250 steps; a UNet with 0 steps is left alone); the
+    latents keep the scale the UNets know, since no stage changes the encoder. With ``teacher`` (a
+    UNet of ``comps``, frozen meanwhile) the targets are its outputs (``train_unet``). Returns each
+    trained UNet's final loss; adds phase wall times."""
     from tiny_model.train import encode_all, train_unet
 
     t = time.time()
@@ -285,11 +287,17 @@ def finetune_unets(stage, comps: Components, data, ckpt_dir: Path | None, walls:
     walls["encode"] = round(time.time() - t, 1)
     cfg = dataclasses.replace(_ckpt_cfg(ckpt_dir, every=250), unet_batch=stage.unet_batch, unet_lr=stage.unet_lr,
                               ema_decay=stage.ema_decay, seed=stage.seed)
+    if teacher is not None:
+        comps.unets[teacher].eval().requires_grad_(False)
     losses = {}
     for spec, steps in ((BASE_UNET, stage.unet_steps), (FAST_UNET, stage.fast_unet_steps)):
+        if steps <= 0:
+            continue
         t = time.time()
-        losses[spec.name] = float(np.mean(train_unet(cfg, comps, spec.name, steps, latents, hidden, pooled)[-50:]))
+        losses[spec.name] = float(np.mean(train_unet(cfg, comps, spec.name, steps, latents, hidden, pooled, teacher=teacher)[-50:]))
         walls[spec.name] = round(time.time() - t, 1)
+    if teacher is not None:
+        comps.unets[teacher].requires_grad_(True)
     return losses
 
 
@@ -424,7 +432,7 @@ class LongerUnetStage:
 
 
 @dataclasses.dataclass(frozen=True)
-class DistillFastStage:
+class DistillFastStage(LongerUnetStage):
     """The fast UNet (same small architecture, same 20 steps) trained on the base UNet's outputs:
     output-matching distillation, the base's epsilon at the same noisy latent and condition as the
     target. The fast UNet had 6,800 steps at learning rates up to 2e-4 over six stages and reached
@@ -432,35 +440,21 @@ class DistillFastStage:
     (from the data), so it was under-trained, not out of capacity. Only the fast UNet changes."""
 
     name: str = "distill_fast"
-    num_scenes: int = 40_000
     kind_weights: tuple[tuple[str, float], ...] = (("simple", 2.0), ("medium", 1.0), ("hard", 1.0), ("counting", 1.0))
-    teacher: str = BASE_UNET.name
+    unet_steps: int = 0
+    """The base UNet is the teacher: it does not train."""
     fast_unet_steps: int = 7000
-    unet_batch: int = 96
     unet_lr: float = 5e-4
-    ema_decay: float = 0.999
     seed: int = 707
+    teacher: str = BASE_UNET.name
 
     def train(self, comps: Components, ckpt_dir: Path | None, log=print) -> dict:
-        from tiny_model.train import encode_all, train_unet
-
         walls = {}
         t = time.time()
         data = stage_dataset(self)
         walls["scenes"] = round(time.time() - t, 1)
-        t = time.time()
-        latents, hidden, pooled, scaling = encode_all(comps, data)
-        latents = latents / scaling * comps.vae_scaling_factor
-        walls["encode"] = round(time.time() - t, 1)
-        comps.unets[self.teacher].eval().requires_grad_(False)
-        cfg = dataclasses.replace(_ckpt_cfg(ckpt_dir, every=250), unet_batch=self.unet_batch, unet_lr=self.unet_lr,
-                                  ema_decay=self.ema_decay, seed=self.seed)
-        t = time.time()
-        losses = train_unet(cfg, comps, FAST_UNET.name, self.fast_unet_steps, latents, hidden, pooled, teacher=self.teacher)
-        walls[FAST_UNET.name] = round(time.time() - t, 1)
-        comps.unets[self.teacher].requires_grad_(True)
-        return {"unet_steps": 0, "fast_unet_steps": self.fast_unet_steps,
-                "final_loss": {FAST_UNET.name: float(np.mean(losses[-50:]))}, "phase_wall_s": walls}
+        losses = finetune_unets(self, comps, data, ckpt_dir, walls, teacher=self.teacher)
+        return {"unet_steps": 0, "fast_unet_steps": self.fast_unet_steps, "final_loss": losses, "phase_wall_s": walls}
 
 
 # ---------------------------------------------------------------------------------------------
