@@ -277,7 +277,7 @@ def finetune_unets(stage, comps: Components, data, ckpt_dir: Path | None, walls:
     """Both UNets fine-tuned from the shipped weights on ``data`` with ``stage``'s batch, learning rate,
     EMA, seed and step counts (checkpointed every 250 steps; a UNet with 0 steps is left alone); the
     latents keep the scale the UNets know, since no stage changes the encoder. With ``teacher`` (a
-    UNet of ``comps``, frozen meanwhile) the targets are its outputs (``train_unet``). Returns each
+    UNet of ``comps``, run without gradients) the targets are its outputs (``train_unet``). Returns each
     trained UNet's final loss; adds phase wall times."""
     from tiny_model.train import encode_all, train_unet
 
@@ -288,7 +288,7 @@ def finetune_unets(stage, comps: Components, data, ckpt_dir: Path | None, walls:
     cfg = dataclasses.replace(_ckpt_cfg(ckpt_dir, every=250), unet_batch=stage.unet_batch, unet_lr=stage.unet_lr,
                               ema_decay=stage.ema_decay, seed=stage.seed)
     if teacher is not None:
-        comps.unets[teacher].eval().requires_grad_(False)
+        comps.unets[teacher].eval()
     losses = {}
     for spec, steps in ((BASE_UNET, stage.unet_steps), (FAST_UNET, stage.fast_unet_steps)):
         if steps <= 0:
@@ -296,8 +296,6 @@ def finetune_unets(stage, comps: Components, data, ckpt_dir: Path | None, walls:
         t = time.time()
         losses[spec.name] = float(np.mean(train_unet(cfg, comps, spec.name, steps, latents, hidden, pooled, teacher=teacher)[-50:]))
         walls[spec.name] = round(time.time() - t, 1)
-    if teacher is not None:
-        comps.unets[teacher].requires_grad_(True)
     return losses
 
 
@@ -420,13 +418,15 @@ class LongerUnetStage:
     unet_lr: float = 2e-4
     ema_decay: float = 0.999
     seed: int = 404
+    teacher: str | None = None
+    """None: the UNets learn from the data; a UNet's name: they learn its outputs (``train_unet``)."""
 
     def train(self, comps: Components, ckpt_dir: Path | None, log=print) -> dict:
         walls = {}
         t = time.time()
         data = stage_dataset(self)
         walls["scenes"] = round(time.time() - t, 1)
-        losses = finetune_unets(self, comps, data, ckpt_dir, walls)
+        losses = finetune_unets(self, comps, data, ckpt_dir, walls, teacher=self.teacher)
         return {"unet_steps": self.unet_steps, "fast_unet_steps": self.fast_unet_steps,
                 "final_loss": losses, "phase_wall_s": walls}
 
@@ -446,15 +446,7 @@ class DistillFastStage(LongerUnetStage):
     fast_unet_steps: int = 7000
     unet_lr: float = 5e-4
     seed: int = 707
-    teacher: str = BASE_UNET.name
-
-    def train(self, comps: Components, ckpt_dir: Path | None, log=print) -> dict:
-        walls = {}
-        t = time.time()
-        data = stage_dataset(self)
-        walls["scenes"] = round(time.time() - t, 1)
-        losses = finetune_unets(self, comps, data, ckpt_dir, walls, teacher=self.teacher)
-        return {"unet_steps": 0, "fast_unet_steps": self.fast_unet_steps, "final_loss": losses, "phase_wall_s": walls}
+    teacher: str | None = BASE_UNET.name
 
 
 # ---------------------------------------------------------------------------------------------

@@ -263,11 +263,13 @@ def train_unet(cfg: TrainConfig, comps: Components, name: str, steps: int, laten
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.unet_batch,), generator=g)
         xt = noise_sched.add_noise(x0, noise, t)
         cond = {"encoder_hidden_states": hid, "added_cond_kwargs": {"text_embeds": pool, "time_ids": time_ids}}
-        if teacher is not None:
+        if teacher is None:
+            target = noise
+        else:
             with torch.no_grad():
-                noise = comps.unets[teacher](xt, t, **cond).sample
+                target = comps.unets[teacher](xt, t, **cond).sample
         pred = unet(xt, t, **cond).sample
-        loss = F.mse_loss(pred, noise)
+        loss = F.mse_loss(pred, target)
         _cosine_lr(opt, cfg.unet_lr, step, steps, warmup=200)
         opt.zero_grad()
         loss.backward()
