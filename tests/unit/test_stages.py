@@ -109,3 +109,15 @@ def test_pooling_at_eos_keeps_every_hidden_state_and_reads_the_whole_caption():
     torch.testing.assert_close(new.pooler_output, new.last_hidden_state[torch.arange(3), eos_at], rtol=0, atol=0)
     assert not torch.allclose(new.pooler_output[0], new.pooler_output[1])  # 'left' and 'right' now reach the pooled state
     assert st.pool_at_eos(new_tok, new_clip)[0] is new_tok  # idempotent
+
+
+def test_the_shipped_weights_record_every_stage_train_embedded_replays():
+    """``argus train-embedded`` replays ``STAGES`` in order: the shipped weights' record must name the
+    same stages, with the same recipes, and the weights' meta the shipped ones among them."""
+    records = json.loads((WEIGHTS_DIR / st.STAGES_FILE).read_text())
+    assert [r["stage"] for r in records] == list(st.STAGES)
+    for r in records:  # a field added since a stage ran is absent from its record and defaults to its old behaviour
+        recipe = json.loads(json.dumps(dataclasses.asdict(st.STAGES[r["stage"]])))
+        assert r["recipe"] == {k: recipe[k] for k in r["recipe"]}, r["stage"]
+    meta = json.loads((WEIGHTS_DIR / "meta.json").read_text())
+    assert meta["stages"] == [r["stage"] for r in records if r["shipped"]]
