@@ -468,8 +468,7 @@ UNet's binding of three objects; stage 4's 7,000 steps moved medium 56% -> 71% a
 DISTILL_FAST = DistillFastStage()
 """Stage 7: the fast UNet distilled from the base (see ``DistillFastStage``)."""
 
-HARD_UNET2 = LongerUnetStage(name="hard_unet2", kind_weights=(("simple", 1.0), ("medium", 2.0), ("hard", 4.0), ("counting", 1.0)),
-                             unet_steps=6000, fast_unet_steps=0, seed=909)
+HARD_UNET2 = dataclasses.replace(HARD_UNET, name="hard_unet2", unet_steps=6000, fast_unet_steps=0, seed=909)
 """Stage 8: the base UNet alone, stage 6's recipe for 6,000 steps. Stage 6's 4,000 steps took hard
 prompts 25% -> 38% fully correct by the gate against a VAE round trip of 78%, with the loss still
 falling; the fast UNet, distilled in stage 7, is left as it is."""
