@@ -35,10 +35,12 @@ OFF: dict[str, tuple[tuple[str, float], ...]] = {
     "congestion_weight=0": (("congestion_weight", 0.0),),
     "burst_weight=0": (("burst_weight", 0.0),),
     "price_step=0.05": (("price_step", 0.05),),
+    "price per class": (("price_per_class", True),),
 }
 """Each setting: the weights it changes from ``ClusterState``'s defaults. ``no fallback``: the second,
 looser deadline check coincides with the tail (``fallback_devs`` = ``tail_devs``), so it is skipped.
-``price_step=0.05``: the plan price's step before 2026-12-07 (10x the default), not an off switch."""
+``price_step=0.05``: the plan price's step before 2026-12-07 (10x the default), not an off switch.
+``price per class``: one plan price per prompt class, the setting before 2026-12-07's sixth session."""
 
 
 @dataclasses.dataclass

@@ -85,10 +85,20 @@ class ClusterState:
     served: np.ndarray
     """(classes, variants) requests routed so far, for following the plan's mix."""
     price: np.ndarray | None = None
-    """(classes,) price of worker time (in units of one k0 image) for prompt-aware routing."""
+    """(classes,) price of worker time (in units of one k0 image) for prompt-aware routing; with
+    ``price_per_class`` off (the default) only ``price[0]`` is used, by every class."""
+
+    price_per_class: bool = False
+    """One plan price per prompt class (True) or one for the whole cluster (False, the default).
+    The plan fixes each class's budget from class means, but prompts within a class differ: with
+    one price, each request's step moves it by (its cost - its class's budget), so it settles
+    where the plan's total budget is spent, on the prompts that lose least in any class (the
+    capacity constraint's one Lagrange multiplier). Measured by ``argus bench sweep`` at 2x, 5
+    seeds (2026-12-07, sixth session): HADIS fast/heavy argus 0.940 -> 0.944 at 0% late (3x 0.914 ->
+    0.920); world stream 0.951 -> 0.952 at 0.0% (3x 0.7% at 0.939 -> 0.6% at 0.941)."""
 
     price_step: float = 0.005
-    """Dual-ascent step of the class's price, per request, per k0 image spent above the plan's
+    """Dual-ascent step of the plan price, per request, per k0 image spent above the plan's
     budget. The price is argus's threshold between prompts, so its jitter reorders them: with 0.05
     a request's predicted loss competed with a price that moved by up to 0.05 per request, and the
     bursts this step once had to follow are the burst and congestion prices' job now. Measured at
@@ -119,7 +129,7 @@ class ClusterState:
     ones met the SLO at 0 (95% with the tail alone, 80% with the mean alone)."""
 
     congestion_weight: float = 1.0
-    """Prompt-aware routing prices a worker's time by the class's plan price plus this times the
+    """Prompt-aware routing prices a worker's time by the plan price plus this times the
     worker's queue as a fraction of the SLO (``congestion_price``): a drift-plus-penalty rule, so a
     request that would lose next to nothing on a cheaper variant takes it while a queue is building,
     rather than a k0 that fills the queue and leaves the burst behind it the fast model or a missed
@@ -177,6 +187,10 @@ class ClusterState:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.seen[:, None] >= min_seen, self.hits / self.seen[:, None], np.nan)
 
+    def price_class(self, prompt_class: int) -> int:
+        """Which entry of ``price`` a class's requests read and move (0 for all unless ``price_per_class``)."""
+        return prompt_class if self.price_per_class else 0
+
     def class_mix(self) -> np.ndarray:
         """Share of recent arrivals per prompt class (uniform before any arrival)."""
         total = float(self.seen.sum())
@@ -215,13 +229,14 @@ class ClusterState:
         return frozenset(v for v in variants if any(w.healthy and v not in w.disabled for w in self.workers))
 
     def apply(self, req: RequestFeatures, decision: Decision, variants: list[str], now_s: float) -> None:
-        """Book a decision: the class's served count and price move, its work joins the worker's
+        """Book a decision: the class's served count and the plan price move, its work joins the worker's
         backlog (the caller holds any lock)."""
         if decision.variant is None:
             return
         if decision.variant in variants:  # a quality floor's k0 may be outside the policy's own set (Clipper-HT)
             self.served[req.prompt_class, variants.index(decision.variant)] += 1
-        self.price[req.prompt_class] = max(0.0, self.price[req.prompt_class] + decision.price_delta)
+        c = self.price_class(req.prompt_class)
+        self.price[c] = max(0.0, self.price[c] + decision.price_delta)
         w = self.worker(decision.worker)
         if w.backlog_s <= 0:
             w.busy_since_s = now_s  # idle: its new work starts now
@@ -251,7 +266,7 @@ class Decision:
     booked_s: float = 0.0
     """Work added to the worker's backlog for this request (removed when it completes)."""
     price_delta: float = 0.0
-    """How the class's price moves after this decision (spent more than the plan's budget: up)."""
+    """How the plan price moves after this decision (spent more than the plan's budget: up)."""
     eta_s: float = 0.0
     """Predicted seconds from the decision to completion, from the profile alone (backlog + service),
     what the worker's slowdown compares the observed time with."""
@@ -338,12 +353,12 @@ def expected_utility(predicted_quality: float, cost: float, price: float) -> flo
 
 
 def time_price(state: ClusterState, profile: Profile, prompt_class: int, workers, slo_s: float, now_s: float) -> dict[str, float]:
-    """Per worker, quality points one k0 image of its time is worth now: the class's plan price
-    (dual ascent on the plan's budget, moved once per request), the burst price (the chance the next
+    """Per worker, quality points one k0 image of its time is worth now: the plan price (dual
+    ascent on the plan's budget, moved once per request; one for all classes by default), the burst price (the chance the next
     arrival waits past its slack, which the plan cannot see) and the worker's queue (congestion).
     The first two are the request's, computed once (the burst price sums an Erlang C series)."""
     k0_s = service_s(profile, "k0")
-    shared = float(state.price[prompt_class]) + state.burst_price(k0_s, max(0.0, slo_s - k0_s))  # slack: the wait k0 still allows
+    shared = float(state.price[state.price_class(prompt_class)]) + state.burst_price(k0_s, max(0.0, slo_s - k0_s))  # slack: the wait k0 still allows
     return {w.name: shared + w.congestion_price(slo_s, state.congestion_weight, now_s) for w in workers}
 
 
@@ -361,8 +376,8 @@ def route_planned(
     Prompt-aware (argus): one rule, ``expected_utility``: each request takes the variant that
     meets its deadline in the tail and maximises predicted quality - ``time_price`` x relative
     cost. The plan fixes each class's budget of worker time per request (sum of target share x
-    relative cost), and the class's part of the price rises when requests spend above the budget
-    and falls below it (dual ascent); the burst and congestion parts raise it while arrivals
+    relative cost), and the plan price rises when a request spends above its class's budget and
+    falls below it (dual ascent; one price for all classes unless ``price_per_class``); the burst and congestion parts raise it while arrivals
     outrun the workers. So prompts that lose little take the cheap variants and prompts that lose
     much keep full quality, at the plan's total cost, and fewer keep it while a queue builds.
     Prompt-agnostic (proteus): follow the plan's shares (largest deficit first).

@@ -47,7 +47,7 @@ class SimConfig:
     """Each batch's duration is also scattered by a lognormal of mean 1 and this sigma (one batch
     starting just before another's arrival, the front door's work on the same cores). 0: none."""
     scatter_seed: int = 0
-    state_overrides: tuple[tuple[str, float], ...] = ()
+    state_overrides: tuple[tuple[str, float | bool], ...] = ()
     """(field, value) set on the ``ClusterState`` before the run: the router's weights, for their ablation."""
 
 

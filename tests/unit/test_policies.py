@@ -506,3 +506,34 @@ def test_argus_decides_by_one_expected_utility():
 
     assert expected_utility(0.95, 0.5, 0.2) > expected_utility(1.0, 1.0, 0.2)
     assert expected_utility(0.95, 0.5, 0.05) < expected_utility(1.0, 1.0, 0.05)
+
+
+def test_one_plan_price_spends_the_budget_on_the_prompts_that_lose_least_in_any_class():
+    """The plan gives class 0 all k0 and class 1 the cheap k25 (from class means), but class 0's
+    prompts lose nothing at k25 and class 1's lose much. One price for the cluster settles where the
+    total budget is spent and swaps them; one price per class follows each class's plan."""
+    from orchestrator.policy.router import route_planned
+
+    prof = fake_profile()
+    nearly = {"k0": 1.0, "k25": 0.999}
+    fragile = {"k0": 1.0, "k25": 0.6}
+    targets = {0: {"k0": 1.0}, 1: {"k25": 1.0}}
+
+    def stream(per_class: bool) -> float:
+        st = state()
+        st.price_per_class = per_class
+        served = []
+        for i in range(3000):  # the price's step is small: it takes a while to settle
+            cls = i % 2
+            q = nearly if cls == 0 else fragile
+            req = RequestFeatures("r", 0.0, 10.0, cls, q, frozenset(("k0", "k25")))
+            d = route_planned(req, st, prof, ["k0", "k25"], targets[cls], 0.0, prompt_aware=True)
+            st.apply(req, d, ["k0", "k25"], 0.0)
+            st.release(d, 0.0)
+            served.append(q[d.variant])
+        assert (st.price[1:] == 0).all() or per_class  # one price: only entry 0 moves
+        return float(np.mean(served[-200:]))
+
+    one, per_class = stream(False), stream(True)
+    assert per_class == pytest.approx((1.0 + 0.6) / 2, abs=0.03)  # each class follows its plan
+    assert one > per_class + 0.1  # the lossless prompts take k25 and the fragile ones keep k0
