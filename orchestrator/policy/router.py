@@ -354,11 +354,13 @@ def expected_utility(predicted_quality: float, cost: float, price: float) -> flo
 
 def time_price(state: ClusterState, profile: Profile, prompt_class: int, workers, slo_s: float, now_s: float) -> dict[str, float]:
     """Per worker, quality points one k0 image of its time is worth now: the plan price (dual
-    ascent on the plan's budget, moved once per request; one for all classes by default), the burst price (the chance the next
-    arrival waits past its slack, which the plan cannot see) and the worker's queue (congestion).
+    ascent on the plan's budget, moved once per request; one for all classes by default), the
+    burst price (the chance the next arrival waits past its slack, which the plan cannot see) and
+    the worker's queue (congestion).
     The first two are the request's, computed once (the burst price sums an Erlang C series)."""
     k0_s = service_s(profile, "k0")
-    shared = float(state.price[state.price_class(prompt_class)]) + state.burst_price(k0_s, max(0.0, slo_s - k0_s))  # slack: the wait k0 still allows
+    plan = float(state.price[state.price_class(prompt_class)])
+    shared = plan + state.burst_price(k0_s, max(0.0, slo_s - k0_s))  # slack: the wait k0 still allows
     return {w.name: shared + w.congestion_price(slo_s, state.congestion_weight, now_s) for w in workers}
 
 
@@ -377,9 +379,10 @@ def route_planned(
     meets its deadline in the tail and maximises predicted quality - ``time_price`` x relative
     cost. The plan fixes each class's budget of worker time per request (sum of target share x
     relative cost), and the plan price rises when a request spends above its class's budget and
-    falls below it (dual ascent; one price for all classes unless ``price_per_class``); the burst and congestion parts raise it while arrivals
-    outrun the workers. So prompts that lose little take the cheap variants and prompts that lose
-    much keep full quality, at the plan's total cost, and fewer keep it while a queue builds.
+    falls below it (dual ascent; one price for all classes unless ``price_per_class``); the burst
+    and congestion parts raise it while arrivals outrun the workers. So prompts that lose little
+    take the cheap variants and prompts that lose much keep full quality, at the plan's total
+    cost, and fewer keep it while a queue builds.
     Prompt-agnostic (proteus): follow the plan's shares (largest deficit first).
     A plan that cannot be followed in time falls back to the feasible variant with the least
     predicted quality loss. Feasible means on time in the tail (``ClusterState.tail_devs``); when
