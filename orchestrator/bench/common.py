@@ -14,13 +14,9 @@ from orchestrator.policy.base import PolicyContext
 from orchestrator.policy.registry import make_policy
 from orchestrator.profile.schema import Profile
 from orchestrator.sim.simulator import SimConfig, Simulator, summarize
-from orchestrator.sim.workload import (WORLD_STREAMS, PromptSource, Request, Trace, TraceSource, load_prompts, load_trace, request_stream,
+from orchestrator.sim.workload import (WARM_PROMPTS, WORLD_STREAMS, PromptSource, Request, Trace, TraceSource, load_prompts, load_trace, request_stream,
                                       scale_to_peak, source_name)
 from orchestrator.sim.world import CacheWorld, World, embed_prompts
-
-
-WARM_PROMPTS = 1000
-"""Prompts in the simulated cache before a stream starts (as in the reuse calibration)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -72,11 +72,12 @@ def _prompt_only(variant: str, embeddings: np.ndarray, quality: np.ndarray, simi
     return pred if similarity is None else np.where(similarity[test] >= EXACT_MATCH, 1.0, pred)
 
 
-def held_out(pairs, folds: int = 4, seed: int = 0, extra=None, cell_of=None) -> dict[str, HeldOut]:
+def held_out(pairs, folds: int = 4, seed: int = 0, extra=None, cell_of=None, fit_kw: dict | None = None) -> dict[str, HeldOut]:
     """Template-grouped folds: the pair predictor and the prompt-only baseline, predicted on every held-out row.
     ``extra(held-out templates, training triples, training fast rows)``: more training rows for the pair
     predictor built from the training fold alone (the world's ``cell_rows``). ``cell_of``: triple rows ->
-    their cell means, kept beside the measured values (``cell_means``)."""
+    their cell means, kept beside the measured values (``cell_means``). ``fit_kw``: the network and weight
+    decay (``PairQualityPredictor.fit``'s defaults unless given)."""
     from orchestrator.policy.pair_predictor import PairQualityPredictor
 
     templates = np.array(pairs.templates)
@@ -93,7 +94,7 @@ def held_out(pairs, folds: int = 4, seed: int = 0, extra=None, cell_of=None) -> 
             continue
         held = frozenset(g for g in names if fold_of[g] == f)
         rows = extra(held, np.flatnonzero(~test_t), np.flatnonzero(~test_f)) if extra is not None else None
-        model = PairQualityPredictor.fit(pairs, np.flatnonzero(~test_t), np.flatnonzero(~test_f), seed=seed, extra=rows)
+        model = PairQualityPredictor.fit(pairs, np.flatnonzero(~test_t), np.flatnonzero(~test_f), seed=seed, extra=rows, **(fit_kw or {}))
         for k in sorted(set(pairs.k.tolist())):
             tr, te = ~test_t & (pairs.k == k), test_t & (pairs.k == k)
             y_tr, y_te = pairs.relative_quality[tr], pairs.relative_quality[te]
@@ -153,12 +154,14 @@ def calibration(pred: np.ndarray, meas: np.ndarray) -> list[dict]:
 
 
 def world_extra(pairs, scenes: int | None = None, seed: int = 0):
-    """``held_out``'s ``extra`` for the embedded world: ``cell_rows`` of the table grouped from the
-    training fold's triples, with no caption of a held-out template (captions embedded once)."""
+    """``held_out``'s ``extra`` for the embedded world: ``cell_rows`` and ``probe_rows`` labelled by the
+    table grouped from the training fold's triples, with no caption of a held-out template (captions
+    embedded once, the probe's streams served once)."""
     from orchestrator.sim.ground_truth import CELL_SCENES, cell_rows, table_from_pairs
-    from orchestrator.sim.world import embed_prompts
+    from orchestrator.sim.world import embed_prompts, probe_pairs, probe_rows, world_profile
 
     cache: dict[str, np.ndarray] = {}
+    found: list[tuple[str, str, int]] = []
 
     def embed(captions):
         missing = [c for c in captions if c not in cache]
@@ -168,7 +171,10 @@ def world_extra(pairs, scenes: int | None = None, seed: int = 0):
 
     def extra(held, triples, fast_rows):
         table = table_from_pairs(pairs, triples=triples, fast_rows=fast_rows)
-        return cell_rows(table, embed, scenes or CELL_SCENES, seed, exclude_templates=held)
+        if not found:
+            found.extend(probe_pairs(world_profile(table)))  # which candidates a cache offers does not depend on the labels
+        return (cell_rows(table, embed, scenes or CELL_SCENES, seed, exclude_templates=held)
+                + probe_rows(table, embed, found, seed=seed, exclude_templates=held))
 
     return extra
 
@@ -205,7 +211,10 @@ def run_pair_eval(pairs_path: Path, profile_path: Path, folds: int = 4, console=
     prof = Profile.load(profile_path)
     speed = {v: vp.latency_ms[min(vp.latency_ms)] for v, vp in prof.variants.items()}
     world = is_world_pairs(pairs)
-    models = held_out(pairs, folds, extra=world_extra(pairs) if world else None, cell_of=cell_means(pairs) if world else None)
+    from orchestrator.sim.world import WORLD_FIT
+
+    models = held_out(pairs, folds, extra=world_extra(pairs) if world else None, cell_of=cell_means(pairs) if world else None,
+                      fit_kw=WORLD_FIT if world else None)
     out = summary(models["pair"], speed, pairs.noise_of_mean)
     if console:
         base = summary(models["prompt_only"], speed, pairs.noise_of_mean)

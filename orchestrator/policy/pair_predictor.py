@@ -28,6 +28,13 @@ QUALITY_FLOOR = 0.915
 hit keeps on real traffic. The simulator's thresholds are calibrated to it
 (``orchestrator.sim.ground_truth.calibrate_thresholds``); argus offers a source past the threshold
 when it predicts that source keeps it (``rank_sources``)."""
+OFFER_FLOOR = 0.8
+"""The predicted quality from which argus offers a K variant whose best source is below K's
+similarity threshold (``rank_sources``); what it then serves is the expected-utility rule's choice.
+At ``QUALITY_FLOOR``, with the predictor trained on the probe's own candidates (calibrated: served
+K=25 answers no longer over-rated), too few cheap answers were on offer when the trace's peak burst
+began, and argus shed there: 1.5% late at 3x against 0.5% at 0.8 (seeds 0-2; 2x quality 0.969
+against 0.966). 0.7 and 0 gave the same at 3x and a violation at 2x."""
 SCALE_FLOOR = 0.1
 """Least spread a feature is standardised by (a unit 64-d embedding's coordinates spread about 0.12)."""
 
@@ -171,7 +178,7 @@ class RankedSources:
 
 
 def rank_sources(pair: PairQualityPredictor, embedding: np.ndarray, cands: SourceCandidates, thresholds: dict[str, float],
-                 steps: dict[str, int], floor: float = QUALITY_FLOOR) -> RankedSources:
+                 steps: dict[str, int], floor: float = OFFER_FLOOR) -> RankedSources:
     """For each K variant, the candidate the probe returned with the highest predicted quality,
     whatever its similarity: a less similar latent may suit the prompt better (one that differs in
     colour rather than background), and one below K's threshold may still keep the image. The

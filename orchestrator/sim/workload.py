@@ -295,6 +295,8 @@ def world_prompt_stream(n: int, seed: int = 0, mix: ReuseMix = ReuseMix()) -> li
 
 WORLD_STREAMS = {"world": world_prompt_stream, "world-heavy": world_heavy_stream}
 """The world's named streams: ``world`` (the default: real reuse) and the ``world-heavy`` preset."""
+WARM_PROMPTS = 1000
+"""Prompts in the simulated cache before a stream starts (as in the reuse calibration)."""
 
 
 PROMPT_FILES = {"diffusiondb": "prompts/diffusiondb_2m_first_5k_prompts.txt", "parti": "prompts/PartiPrompts.tsv",

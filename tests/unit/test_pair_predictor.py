@@ -141,9 +141,10 @@ def test_sources_are_ranked_by_predicted_quality_past_the_thresholds():
     ranked = rank_sources(model, target, cands, {"k10": 0.5}, {"k10": 10})
     assert ranked.entry == {"k10": 9} and ranked.similarity == {"k10": pytest.approx(0.7)} and ranked.offered == {"k10"}
     assert ranked.quality["k10"] == pytest.approx(1 - 10 / 60, abs=0.1)
-    past = rank_sources(model, target, cands, {"k10": 0.75}, {"k10": 10})
-    assert past.entry == {"k10": 9} and past.offered == frozenset()  # 0.7 < 0.75 and about 0.83 predicted < the 0.915 floor
+    past = rank_sources(model, target, cands, {"k10": 0.75}, {"k10": 10}, floor=0.915)
+    assert past.entry == {"k10": 9} and past.offered == frozenset()  # 0.7 < 0.75 and about 0.83 predicted < a 0.915 floor
     assert rank_sources(model, target, cands, {"k10": 0.75}, {"k10": 10}, floor=0.7).offered == {"k10"}
+    assert rank_sources(model, target, cands, {"k10": 0.75}, {"k10": 10}, floor=0.95).offered == frozenset()
     empty = SourceCandidates({"k10": np.array([-1, -1])}, {"k10": np.array([-1.0, -1.0], np.float32)},
                              {"k10": np.zeros((2, sources.shape[1]), np.float32)})
     none = rank_sources(model, target, empty, {"k10": 0.5}, {"k10": 10})
