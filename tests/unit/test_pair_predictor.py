@@ -235,3 +235,31 @@ def test_build_pairs_ships_its_fit_and_a_fresh_load_reads_it(tmp_path, monkeypat
     world._fitted.cache_clear()
     with pytest.raises(pytest.fail.Exception, match="refitted"):
         world.fit_pair_predictor(pairs_file)
+
+
+def test_probe_rows_are_the_caches_own_candidates_labelled_by_their_cells():
+    """``probe_pairs`` records what the simulated cache offers along a world stream: every source is an
+    earlier prompt of the stream or a warm one, at a K the profile serves; ``probe_rows`` labels each with
+    its (kind, what differs, K) cell and leaves out a held-out template's captions on either side."""
+    from orchestrator.paths import paper_scale_profile
+    from orchestrator.profile.schema import Profile
+    from orchestrator.sim.ground_truth import truth
+    from orchestrator.sim.workload import WARM_PROMPTS, world_prompt_stream
+    from orchestrator.sim.world import embed_prompts, probe_pairs, probe_rows
+
+    profile = Profile.load(paper_scale_profile())
+    found = probe_pairs(profile, seeds=(100,), requests=40)
+    stream = world_prompt_stream(WARM_PROMPTS + 40, seed=100)
+    levels = {vp.k for vp in profile.variants.values() if vp.needs_cache}
+    assert found and {k for _, _, k in found} <= levels
+    assert {s for _, s, _ in found} <= set(stream)
+    held = frozenset({template_of(found[0][0])})
+    rows = probe_rows(profile.ground_truth, embed_prompts, found, rows=len(found))
+    emb = embed_prompts(sorted({c for t, s, _ in found for c in (t, s)}))
+    want = {(emb[t].tobytes(), emb[s].tobytes(), k): min(1.0, truth(profile.ground_truth, t, s, k)) for t, s, k in found}
+    got = [want[(t.tobytes(), s.tobytes(), int(k))] for t, s, k in zip(rows.target, rows.source, rows.k)]
+    np.testing.assert_allclose(rows.quality, got, rtol=1e-6)
+    kept = probe_rows(profile.ground_truth, embed_prompts, found, rows=len(found), exclude_templates=held)
+    assert 0 < len(kept.k) < len(rows.k)
+    caption = {e.tobytes(): c for c, e in emb.items()}
+    assert not {template_of(caption[e.tobytes()]) for e in np.vstack([kept.target, kept.source])} & held
