@@ -157,8 +157,8 @@ def world_extra(pairs, scenes: int | None = None, seed: int = 0):
     """``held_out``'s ``extra`` for the embedded world: ``cell_rows`` and ``probe_rows`` labelled by the
     table grouped from the training fold's triples, with no caption of a held-out template (captions
     embedded once, the probe's streams served once)."""
-    from orchestrator.sim.ground_truth import CELL_SCENES, cell_rows, table_from_pairs
-    from orchestrator.sim.world import embed_prompts, probe_pairs, probe_rows, world_profile
+    from orchestrator.sim.ground_truth import table_from_pairs
+    from orchestrator.sim.world import embed_prompts, probe_pairs, world_profile, world_rows
 
     cache: dict[str, np.ndarray] = {}
     found: list[tuple[str, str, int]] = []
@@ -173,8 +173,7 @@ def world_extra(pairs, scenes: int | None = None, seed: int = 0):
         table = table_from_pairs(pairs, triples=triples, fast_rows=fast_rows)
         if not found:
             found.extend(probe_pairs(world_profile(table)))  # which candidates a cache offers does not depend on the labels
-        return (cell_rows(table, embed, scenes or CELL_SCENES, seed, exclude_templates=held)
-                + probe_rows(table, embed, found, seed=seed, exclude_templates=held))
+        return world_rows(table, embed, found, scenes, seed, exclude_templates=held)
 
     return extra
 

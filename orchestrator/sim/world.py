@@ -247,6 +247,16 @@ def probe_rows(table, embed, found: list[tuple[str, str, int]], rows: int = PROB
                     np.array([k for _, _, k in chosen])[ok], quality[ok], np.zeros((0, dim), np.float32), np.zeros(0, np.float32))
 
 
+def world_rows(table, embed, found: list[tuple[str, str, int]], scenes: int | None = None, seed: int = 0,
+               exclude_templates: frozenset[str] = frozenset()):
+    """The world's rows beside the measured triples, both labelled by ``table``: ``cell_rows`` (drawn
+    sources) and ``probe_rows`` (the cache's own candidates, ``found`` by ``probe_pairs``)."""
+    from orchestrator.sim.ground_truth import CELL_SCENES, cell_rows
+
+    return (cell_rows(table, embed, scenes or CELL_SCENES, seed, exclude_templates=exclude_templates)
+            + probe_rows(table, embed, found, seed=seed, exclude_templates=exclude_templates))
+
+
 def world_profile(table) -> Profile:
     """The paper-scale profile the probe streams run on, scored by ``table``."""
     from orchestrator.paths import paper_scale_profile
@@ -258,10 +268,10 @@ def fit_world_pair_predictor(pairs, seed: int = 0, scenes: int | None = None):
     """The pair predictor the embedded world serves with: the measured triples, ``cell_rows`` of the
     table grouped from them, and the probe's own candidates along world streams labelled by it."""
     from orchestrator.policy.pair_predictor import PairQualityPredictor
-    from orchestrator.sim.ground_truth import CELL_SCENES, cell_rows, table_from_pairs
+    from orchestrator.sim.ground_truth import table_from_pairs
 
     table = table_from_pairs(pairs)
-    extra = cell_rows(table, embed_prompts, scenes or CELL_SCENES, seed) + probe_rows(table, embed_prompts, probe_pairs(world_profile(table)), seed=seed)
+    extra = world_rows(table, embed_prompts, probe_pairs(world_profile(table)), scenes, seed)
     return PairQualityPredictor.fit(pairs, seed=seed, extra=extra, **WORLD_FIT)
 
 
