@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from orchestrator.paths import CPU_PAIRS, CPU_PROFILE
+from orchestrator.paths import CPU_PAIRS, CPU_PAIRS_RETEST, CPU_PROFILE
 
 app = typer.Typer(help="Quality-aware text-to-image serving on NVIDIA Triton.", no_args_is_help=True, add_completion=False)
 triton_app = typer.Typer(help="Run a detached tritonserver with the project's model repository.", no_args_is_help=True)
@@ -161,6 +161,9 @@ def _table_format(layout: str, prompt_column: str, model_column: str, seed_colum
 @app.command("eval-predictor")
 def eval_predictor(profile_path: Path = typer.Option(Path("profiles/cpu_tiny.json"), "--profile"),
                    pairs: Path = typer.Option(CPU_PAIRS, help="Ground-truth triples (argus build-pairs)."),
+                   retest: Path = typer.Option(CPU_PAIRS_RETEST, help="The same triples measured with other seeds (argus build-pairs "
+                                               "--retest): printed beside the predictor, per variant, as the labels' own ceiling; "
+                                               "skipped when the file is absent."),
                    folds: int = typer.Option(4, help="Template-grouped folds (with --quality-table: folds split by prompt text)."),
                    as_json: bool = typer.Option(False, "--json", help="Print only the JSON object."),
                    per_prompt: bool = typer.Option(False, help="The per-prompt predictor on the profile's quality table instead."),
@@ -175,7 +178,7 @@ def eval_predictor(profile_path: Path = typer.Option(Path("profiles/cpu_tiny.jso
     fmt = _table_format(table_layout, table_prompt_column, model_column, seed_column, score_column, models, score_kind)
     with _input_errors():
         result = run_eval(profile_path, None if per_prompt else pairs, folds, None if as_json else console,
-                          labels=(quality_table, fast, base, fmt) if quality_table is not None else None)
+                          labels=(quality_table, fast, base, fmt) if quality_table is not None else None, retest=retest)
     _emit(result, as_json)
 
 
@@ -183,11 +186,20 @@ def eval_predictor(profile_path: Path = typer.Option(Path("profiles/cpu_tiny.jso
 def build_pairs(out: Path = typer.Option(CPU_PAIRS), scenes_per_kind: int = typer.Option(16), seeds: int = typer.Option(4),
                 profiles: list[Path] = typer.Option(None, "--profile", help="Profiles that carry the ground-truth table and its calibrated "
                                                     "thresholds (default: every profile in profiles/)."),
-                from_pairs: bool = typer.Option(False, "--from-pairs", help="Reuse the triples already at --out (no generation).")):
+                from_pairs: bool = typer.Option(False, "--from-pairs", help="Reuse the triples already at --out (no generation)."),
+                retest: Optional[Path] = typer.Option(None, help="Only measure --out's triples again with the next --seeds seeds "
+                                                      f"(independent of the first) into this file, e.g. {CPU_PAIRS_RETEST}; "
+                                                      "`argus eval-predictor` reads it for the labels' test-retest ceiling.")):
     """Generate (prompt, cached source, K) triples and fast pairs scored by ground truth (the pair predictor's data), and write
     the simulator's ground-truth table keyed by what differs, with per-K thresholds calibrated from it, into the profiles."""
     from orchestrator.paths import DOCS_DIR
     from orchestrator.sim.world import build_pairs as build
+
+    if retest is not None:
+        from tiny_model.pair_data import PairDataConfig, write_pairs
+
+        write_pairs(PairDataConfig(scenes_per_kind=scenes_per_kind, seeds=seeds, first_seed=seeds), retest, log=console.print)
+        return
 
     build(out, profiles or sorted(CPU_PAIRS.parent.glob("*.json")), DOCS_DIR / "sim_ground_truth.md", scenes_per_kind, seeds,
           generate=not from_pairs, log=console.print)

@@ -16,6 +16,9 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 CPU_PROFILE = PROFILES_DIR / "cpu_tiny.json"
 CPU_PAIRS = PROFILES_DIR / "cpu_tiny.pairs.npz"
 """Ground-truth (prompt, cached source, K) triples of the embedded model (``argus build-pairs``)."""
+CPU_PAIRS_RETEST = PROFILES_DIR / "cpu_tiny.pairs.retest.npz"
+"""The same triples measured again with independent seeds (``argus build-pairs --retest``): how much
+of each label is the prompt pair and how much the seeds, so what any predictor can reach."""
 GPU_PROFILE = PROFILES_DIR / "gpu_sdxl_a100.json"
 
 

@@ -199,14 +199,16 @@ def spearman_vs_cells(h: HeldOut) -> float:
     return float(np.mean([spearmanr(h.predicted[v], h.cells[v]).statistic for v in h.cells]))
 
 
-def run_pair_eval(pairs_path: Path, profile_path: Path, folds: int = 4, console=None) -> dict:
+def run_pair_eval(pairs_path: Path, profile_path: Path, folds: int = 4, console=None, retest_path: Path | None = None) -> dict:
     """``argus eval-predictor --pairs``: the pair predictor's summary (the JSON object); the
-    prompt-only baseline's is printed beside it. World pairs (captions the grammar parses) train
-    with the world's cell-labelled rows, as the simulator's and the front door's predictor does."""
+    prompt-only baseline's is printed beside it, and with ``retest_path`` each variant's figures
+    beside the labels' own test-retest ceiling (``label_ceiling``). World pairs (captions the grammar
+    parses) train with the world's cell-labelled rows, as the simulator's and the front door's predictor does."""
     from orchestrator.profile.pairs import PairTable
     from orchestrator.sim.ground_truth import is_world_pairs
 
     pairs = PairTable.load(pairs_path)
+    ceiling = label_ceiling(pairs, PairTable.load(retest_path)) if retest_path is not None else None  # a mismatch fails before the long fit
     prof = Profile.load(profile_path)
     speed = {v: vp.latency_ms[min(vp.latency_ms)] for v, vp in prof.variants.items()}
     world = is_world_pairs(pairs)
@@ -226,89 +228,58 @@ def run_pair_eval(pairs_path: Path, profile_path: Path, folds: int = 4, console=
             console.print(f"pair predictor against the rows' cell means (kind, what differs, K; what the simulator scores): "
                           f"Spearman {spearman_vs_cells(models['pair']):.3f}")
         console.print("calibration (pair predictor): " + ", ".join(f"{c['predicted']:.2f}->{c['measured']:.2f}" for c in out["calibration"]))
+        if ceiling is not None:
+            console.print(f"per variant: the pair predictor on held-out templates | the same triples measured again with other seeds "
+                          f"({retest_path.name}): that measurement as a prediction, and the bound it sets on any predictor of the labels")
+            held = per_variant(models["pair"])
+            for v, c in ceiling.items():
+                console.print(f"{v:>5}: MAE ratio {held[v]['mae_ratio_to_mean']:.2f}, Spearman {held[v]['spearman']:+.2f} | "
+                              f"retest MAE ratio {c['retest_mae_ratio']:.2f}, Spearman {c['retest_spearman']:+.2f}; "
+                              f"bound: MAE ratio {c['ceiling_mae_ratio']:.2f}, correlation {c['ceiling_correlation']:.2f}; "
+                              f"label noise {c['label_noise']:.3f} of std {c['label_std']:.3f}")
+            console.print("averaged as the JSON is: " + ", ".join(
+                f"{name} {np.mean([c[key] for c in ceiling.values()]):.2f}" for name, key in
+                (("retest MAE ratio", "retest_mae_ratio"), ("retest Spearman", "retest_spearman"),
+                 ("bound MAE ratio", "ceiling_mae_ratio"), ("bound correlation", "ceiling_correlation"))))
+            noise = float(np.mean([c["label_noise"] for c in ceiling.values()]))
+            console.print(f"oracle-pick agreement within the retest's label noise ({noise:.3f}, against the K=0 seed noise "
+                          f"{pairs.noise_of_mean:.3f} the JSON uses): {oracle_agreement(models['pair'], speed, noise):.1%}")
     return out
 
 
-def run_eval(profile_path: Path, pairs_path: Path | None, folds: int, console=None, labels: tuple | None = None) -> dict:
-    """``argus eval-predictor``: the pair predictor on ``pairs_path``, or (None) the per-prompt one on the
-    profile; with ``labels`` = (quality table, fast, base, format), the text predictor on that table."""
-    if labels is not None:
-        table, fast, base, fmt = labels
-        return run_label_eval(table, fast, base, fmt, folds, console=console)
-    if pairs_path is None:
-        return run_predictor_eval(profile_path, folds, console)
-    if not Path(pairs_path).exists():
-        raise FileNotFoundError(f"{pairs_path} does not exist: run `argus build-pairs` first")
-    return run_pair_eval(Path(pairs_path), profile_path, folds, console)
-
-
-# ---------------------------------------------------------------------------------------------
-# A deployment's own quality table: fast or heavy, predicted from the prompt's text
-
-
-def gain_capture_at_half(predicted: np.ndarray, measured: np.ndarray) -> float:
-    """Send the half of the prompts with the highest predicted fast quality (smallest loss) to the fast
-    model, the rest to the base (quality 1): the quality gained over sending a random half, divided by
-    what the oracle's half (by measured quality) gains. 1 is the oracle, 0 is chance."""
-    n = len(measured) // 2
-    random_half = 1.0 - 0.5 * float(np.mean(1.0 - measured))
-
-    def served(fast_rows: np.ndarray) -> float:
-        q = np.ones(len(measured))
-        q[fast_rows] = measured[fast_rows]
-        return float(q.mean())
-
-    oracle_gain = served(np.argsort(-measured, kind="stable")[:n]) - random_half
-    return (served(np.argsort(-predicted, kind="stable")[:n]) - random_half) / oracle_gain if oracle_gain > 0 else float("nan")
-
-
-def label_summary(predicted: np.ndarray, measured: np.ndarray, mean_baseline: np.ndarray) -> dict:
+def per_variant(h: HeldOut) -> dict[str, dict[str, float]]:
+    """Each variant's held-out MAE ratio to its training mean and Spearman (``summary`` averages them)."""
     from scipy.stats import spearmanr
 
-    return {"spearman": float(spearmanr(predicted, measured).statistic) if np.std(predicted) > 0 else 0.0,
-            "mae_ratio_to_mean": float(np.abs(predicted - measured).mean() / max(np.abs(mean_baseline - measured).mean(), 1e-12)),
-            "gain_capture_at_half": gain_capture_at_half(predicted, measured), "calibration": calibration(predicted, measured)}
+    out = {}
+    for v in h.predicted:
+        p, m, b = (np.array(h.predicted[v]), np.array(h.measured[v]), np.array(h.mean_baseline[v]))
+        out[v] = {"mae_ratio_to_mean": float(np.abs(p - m).mean() / max(np.abs(b - m).mean(), 1e-9)),
+                  "spearman": float(spearmanr(p, m).statistic) if np.std(p) > 0 and np.std(m) > 0 else 0.0}
+    return out
 
 
-def run_label_eval(table_path: Path, fast: str, base: str, fmt=None, folds: int = 4, seed: int = 0, console=None) -> dict:
-    """``argus eval-predictor --quality-table``: the fast model's relative quality per prompt, predicted
-    from text in ``folds`` folds split by prompt text. Three predictors on the same folds: the
-    project's (``TextQualityPredictor``, TF-IDF featurizer), a plain TF-IDF (word 1-2-grams) + ridge
-    (alpha 1), and each fold's training mean."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import Ridge
+def label_ceiling(pairs, retest) -> dict[str, dict[str, float]]:
+    """Per variant, what the labels' seed noise leaves to predict, from a second measurement of the
+    same triples with other seeds. ``retest_*``: the second measurement scored as if it were a
+    prediction of the first (MAE over the MAE of the first's mean, Spearman). A predictor of each
+    triple's expected label has about half that error variance, so ``ceiling_mae_ratio`` (the
+    retest's MAE / sqrt 2) and ``ceiling_correlation`` (sqrt of the test-retest correlation) bound
+    what any predictor can reach. ``label_noise``: one label's seed noise (std of the difference /
+    sqrt 2); ``label_std``: the labels' whole spread."""
+    from scipy.stats import pearsonr, spearmanr
 
-    from orchestrator.policy.text_predictor import TextQualityPredictor, folds_by_text
-    from orchestrator.sim.quality_table import QualityTableFormat, read_quality_table
-
-    labels = read_quality_table(table_path, fmt or QualityTableFormat())
-    rows = labels.both(fast, base)
-    texts = [labels.prompts[i] for i in rows]
-    y = labels.relative_quality(fast, base)[rows]
-    fold = folds_by_text(texts, folds, seed)
-    pred = {"predictor": np.zeros(len(y)), "baseline_tfidf_ridge": np.zeros(len(y)), "mean": np.zeros(len(y))}
-    alphas = []
-    for f in range(folds):
-        tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        tr_texts, te_texts = [texts[i] for i in tr], [texts[i] for i in te]
-        model = TextQualityPredictor.fit(tr_texts, {"fast": y[tr]}, seed=seed)
-        alphas.append(model.alphas["fast"])
-        pred["predictor"][te] = model.predict_texts(te_texts)["fast"]
-        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(tr_texts)
-        pred["baseline_tfidf_ridge"][te] = Ridge(alpha=1.0).fit(vec.transform(tr_texts), y[tr]).predict(vec.transform(te_texts))
-        pred["mean"][te] = y[tr].mean()
-    summaries = {name: label_summary(p, y, pred["mean"]) for name, p in pred.items()}
-    out = {**summaries["predictor"], "predictor": summaries["predictor"], "baseline_tfidf_ridge": summaries["baseline_tfidf_ridge"],
-           "mean": summaries["mean"],
-           "setup": {"table": str(table_path), "fast": fast, "base": base, "prompts": len(y), "folds": folds, "split": "by prompt text",
-                     "featurizer": "tfidf word 1-2 + char_wb 2-5", "ridge_alpha_per_fold": alphas,
-                     "relative_quality": "1 + pct(fast) - pct(base), pct = percentile of the seed-mean logit among all seed-means of the table",
-                     "measured_mean": float(y.mean()), "measured_share_at_least_base": float((y >= 1.0).mean())}}
-    if console:
-        console.print(f"{len(y)} prompts of {table_path} ({fast} against {base}), {folds} folds split by text; "
-                      f"relative quality of {fast}: mean {y.mean():.3f}, >= {base} on {100 * (y >= 1).mean():.0f}%")
-        for name in ("predictor", "baseline_tfidf_ridge", "mean"):
-            s = summaries[name]
-            console.print(f"{name:>22}: Spearman {s['spearman']:.3f}, MAE / MAE of the mean {s['mae_ratio_to_mean']:.3f}, "
-                          f"gain capture at half {s['gain_capture_at_half']:.3f}")
+    if not (np.array_equal(pairs.target, retest.target) and np.array_equal(pairs.source, retest.source)
+            and np.array_equal(pairs.k, retest.k) and pairs.prompts == retest.prompts):
+        raise ValueError("the retest table does not hold the same triples: build it with `argus build-pairs --retest FILE` "
+                         "and the same --scenes-per-kind as the pairs")
+    rows = {f"k{k}": (pairs.relative_quality[pairs.k == k], retest.relative_quality[pairs.k == k]) for k in sorted(set(pairs.k.tolist()))}
+    rows["fast"] = (pairs.fast_quality, retest.fast_quality)
+    out = {}
+    for v, (a, b) in rows.items():
+        of_mean = max(np.abs(a - a.mean()).mean(), 1e-9)
+        r = float(pearsonr(a, b).statistic) if np.std(a) > 0 and np.std(b) > 0 else 0.0
+        out[v] = {"retest_mae_ratio": float(np.abs(a - b).mean() / of_mean), "retest_spearman": float(spearmanr(a, b).statistic),
+                  "ceiling_mae_ratio": float(np.abs(a - b).mean() / np.sqrt(2) / of_mean), "ceiling_correlation": float(np.sqrt(max(r, 0.0))),
+                  "label_noise": float(np.std(a - b) / np.sqrt(2)), "label_std": float(np.std(a))}
     return out

@@ -4,10 +4,12 @@ at large K), as the issue describes the embedded world."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from orchestrator.bench.predictor import held_out, oracle_agreement, summary
+from orchestrator.bench.predictor import held_out, label_ceiling, oracle_agreement, summary
 from orchestrator.policy.pair_predictor import PairQualityPredictor, pair_features
 from orchestrator.profile.pairs import PairTable
 from tiny_model.pair_data import template_of
@@ -117,6 +119,27 @@ def test_build_pairs_on_the_embedded_model():
     assert set(t.k.tolist()) == set(LEVELS)
     assert np.isfinite(t.relative_quality).all() and (t.relative_quality >= 0).all()
     np.testing.assert_allclose(np.linalg.norm(t.embeddings, axis=1), 1.0, rtol=1e-4)
+    # The retest (`argus build-pairs --retest`): the same triples, generated from other seeds.
+    again = build_pairs(PairDataConfig(scenes_per_kind=1, seeds=1, two_attribute_sources=1, batch=64, first_seed=1), log=lambda *_: None)
+    assert again.prompts == t.prompts and np.array_equal(again.target, t.target) and np.array_equal(again.source, t.source)
+    assert not np.array_equal(again.relative_quality, t.relative_quality)
+    assert set(label_ceiling(t, again)) == {f"k{k}" for k in LEVELS} | {"fast"}
+
+
+def test_the_retest_ceiling_reads_the_labels_own_noise():
+    """Two measurements of the synthetic triples (the second with noise of std 0.02 added): the second predicts
+    the first as well as the noise allows, at K where quality varies by pair; a table of other
+    triples is refused."""
+    a, b = synthetic_pairs(seed=0), synthetic_pairs(seed=0)
+    rng = np.random.default_rng(1)
+    b = dataclasses.replace(b, relative_quality=b.relative_quality + 0.02 * rng.normal(size=len(b.relative_quality)).astype(np.float32))
+    c = label_ceiling(a, b)
+    assert 0.012 < c["k25"]["label_noise"] < 0.017  # std of the difference (0.02) / sqrt 2
+    assert c["k25"]["retest_spearman"] > 0.8 and c["k25"]["ceiling_mae_ratio"] < c["k25"]["retest_mae_ratio"] < 0.3
+    assert c["k25"]["ceiling_correlation"] > 0.95
+    assert c["fast"]["retest_spearman"] == pytest.approx(1.0) and c["fast"]["label_noise"] == 0.0
+    with pytest.raises(ValueError, match="same triples"):
+        label_ceiling(a, synthetic_pairs(n_prompts=8))
 
 
 def _target_and_sources(pairs):
