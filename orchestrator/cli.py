@@ -187,22 +187,16 @@ def build_pairs(out: Path = typer.Option(CPU_PAIRS), scenes_per_kind: int = type
                 profiles: list[Path] = typer.Option(None, "--profile", help="Profiles that carry the ground-truth table and its calibrated "
                                                     "thresholds (default: every profile in profiles/)."),
                 from_pairs: bool = typer.Option(False, "--from-pairs", help="Reuse the triples already at --out (no generation)."),
-                retest: Optional[Path] = typer.Option(None, help="Only measure --out's triples again with the next --seeds seeds "
-                                                      f"(independent of the first) into this file, e.g. {CPU_PAIRS_RETEST}; "
+                retest: Optional[Path] = typer.Option(None, help="Only measure the same triples (same --scenes-per-kind) again "
+                                                      f"with the next --seeds seeds, independent of the first, into this file, e.g. {CPU_PAIRS_RETEST}; "
                                                       "`argus eval-predictor` reads it for the labels' test-retest ceiling.")):
     """Generate (prompt, cached source, K) triples and fast pairs scored by ground truth (the pair predictor's data), and write
     the simulator's ground-truth table keyed by what differs, with per-K thresholds calibrated from it, into the profiles."""
     from orchestrator.paths import DOCS_DIR
     from orchestrator.sim.world import build_pairs as build
 
-    if retest is not None:
-        from tiny_model.pair_data import PairDataConfig, write_pairs
-
-        write_pairs(PairDataConfig(scenes_per_kind=scenes_per_kind, seeds=seeds, first_seed=seeds), retest, log=console.print)
-        return
-
     build(out, profiles or sorted(CPU_PAIRS.parent.glob("*.json")), DOCS_DIR / "sim_ground_truth.md", scenes_per_kind, seeds,
-          generate=not from_pairs, log=console.print)
+          generate=not from_pairs, retest=retest, log=console.print)
 
 
 @app.command("calibrate-reuse")

@@ -283,3 +283,90 @@ def label_ceiling(pairs, retest) -> dict[str, dict[str, float]]:
                   "ceiling_mae_ratio": float(np.abs(a - b).mean() / np.sqrt(2) / of_mean), "ceiling_correlation": float(np.sqrt(max(r, 0.0))),
                   "label_noise": float(np.std(a - b) / np.sqrt(2)), "label_std": float(np.std(a))}
     return out
+
+
+def run_eval(profile_path: Path, pairs_path: Path | None, folds: int, console=None, labels: tuple | None = None,
+             retest: Path | None = None) -> dict:
+    """``argus eval-predictor``: the pair predictor on ``pairs_path``, or (None) the per-prompt one on the
+    profile; with ``labels`` = (quality table, fast, base, format), the text predictor on that table.
+    ``retest``: the same triples measured with other seeds, printed beside the pair predictor where it exists."""
+    if labels is not None:
+        table, fast, base, fmt = labels
+        return run_label_eval(table, fast, base, fmt, folds, console=console)
+    if pairs_path is None:
+        return run_predictor_eval(profile_path, folds, console)
+    if not Path(pairs_path).exists():
+        raise FileNotFoundError(f"{pairs_path} does not exist: run `argus build-pairs` first")
+    return run_pair_eval(Path(pairs_path), profile_path, folds, console, retest if retest is not None and Path(retest).exists() else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# A deployment's own quality table: fast or heavy, predicted from the prompt's text
+
+
+def gain_capture_at_half(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Send the half of the prompts with the highest predicted fast quality (smallest loss) to the fast
+    model, the rest to the base (quality 1): the quality gained over sending a random half, divided by
+    what the oracle's half (by measured quality) gains. 1 is the oracle, 0 is chance."""
+    n = len(measured) // 2
+    random_half = 1.0 - 0.5 * float(np.mean(1.0 - measured))
+
+    def served(fast_rows: np.ndarray) -> float:
+        q = np.ones(len(measured))
+        q[fast_rows] = measured[fast_rows]
+        return float(q.mean())
+
+    oracle_gain = served(np.argsort(-measured, kind="stable")[:n]) - random_half
+    return (served(np.argsort(-predicted, kind="stable")[:n]) - random_half) / oracle_gain if oracle_gain > 0 else float("nan")
+
+
+def label_summary(predicted: np.ndarray, measured: np.ndarray, mean_baseline: np.ndarray) -> dict:
+    from scipy.stats import spearmanr
+
+    return {"spearman": float(spearmanr(predicted, measured).statistic) if np.std(predicted) > 0 else 0.0,
+            "mae_ratio_to_mean": float(np.abs(predicted - measured).mean() / max(np.abs(mean_baseline - measured).mean(), 1e-12)),
+            "gain_capture_at_half": gain_capture_at_half(predicted, measured), "calibration": calibration(predicted, measured)}
+
+
+def run_label_eval(table_path: Path, fast: str, base: str, fmt=None, folds: int = 4, seed: int = 0, console=None) -> dict:
+    """``argus eval-predictor --quality-table``: the fast model's relative quality per prompt, predicted
+    from text in ``folds`` folds split by prompt text. Three predictors on the same folds: the
+    project's (``TextQualityPredictor``, TF-IDF featurizer), a plain TF-IDF (word 1-2-grams) + ridge
+    (alpha 1), and each fold's training mean."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+
+    from orchestrator.policy.text_predictor import TextQualityPredictor, folds_by_text
+    from orchestrator.sim.quality_table import QualityTableFormat, read_quality_table
+
+    labels = read_quality_table(table_path, fmt or QualityTableFormat())
+    rows = labels.both(fast, base)
+    texts = [labels.prompts[i] for i in rows]
+    y = labels.relative_quality(fast, base)[rows]
+    fold = folds_by_text(texts, folds, seed)
+    pred = {"predictor": np.zeros(len(y)), "baseline_tfidf_ridge": np.zeros(len(y)), "mean": np.zeros(len(y))}
+    alphas = []
+    for f in range(folds):
+        tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        tr_texts, te_texts = [texts[i] for i in tr], [texts[i] for i in te]
+        model = TextQualityPredictor.fit(tr_texts, {"fast": y[tr]}, seed=seed)
+        alphas.append(model.alphas["fast"])
+        pred["predictor"][te] = model.predict_texts(te_texts)["fast"]
+        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(tr_texts)
+        pred["baseline_tfidf_ridge"][te] = Ridge(alpha=1.0).fit(vec.transform(tr_texts), y[tr]).predict(vec.transform(te_texts))
+        pred["mean"][te] = y[tr].mean()
+    summaries = {name: label_summary(p, y, pred["mean"]) for name, p in pred.items()}
+    out = {**summaries["predictor"], "predictor": summaries["predictor"], "baseline_tfidf_ridge": summaries["baseline_tfidf_ridge"],
+           "mean": summaries["mean"],
+           "setup": {"table": str(table_path), "fast": fast, "base": base, "prompts": len(y), "folds": folds, "split": "by prompt text",
+                     "featurizer": "tfidf word 1-2 + char_wb 2-5", "ridge_alpha_per_fold": alphas,
+                     "relative_quality": "1 + pct(fast) - pct(base), pct = percentile of the seed-mean logit among all seed-means of the table",
+                     "measured_mean": float(y.mean()), "measured_share_at_least_base": float((y >= 1.0).mean())}}
+    if console:
+        console.print(f"{len(y)} prompts of {table_path} ({fast} against {base}), {folds} folds split by text; "
+                      f"relative quality of {fast}: mean {y.mean():.3f}, >= {base} on {100 * (y >= 1).mean():.0f}%")
+        for name in ("predictor", "baseline_tfidf_ridge", "mean"):
+            s = summaries[name]
+            console.print(f"{name:>22}: Spearman {s['spearman']:.3f}, MAE / MAE of the mean {s['mae_ratio_to_mean']:.3f}, "
+                          f"gain capture at half {s['gain_capture_at_half']:.3f}")
+    return out

@@ -330,10 +330,18 @@ def ship_pair_predictor(pair_table: Path) -> Path:
     return out / _fit_name(digest)
 
 
-def build_pairs(pairs_path: Path, profiles: list, docs_path: Path, scenes_per_kind: int, seeds: int, generate: bool = True, log=print):
+def build_pairs(pairs_path: Path, profiles: list, docs_path: Path, scenes_per_kind: int, seeds: int, generate: bool = True,
+                retest: Path | None = None, log=print):
     """``argus build-pairs``: the triples, the ground-truth table in every profile
-    (``ground_truth.write_ground_truth``), and the fitted pair predictor shipped beside the triples."""
+    (``ground_truth.write_ground_truth``), and the fitted pair predictor shipped beside the triples.
+    ``retest``: only the same triples measured again with the next ``seeds`` seeds, into that file
+    (``bench.predictor.label_ceiling`` reads it); nothing else is written."""
     from orchestrator.sim.ground_truth import write_ground_truth
+
+    if retest is not None:
+        from tiny_model.pair_data import PairDataConfig, write_pairs
+
+        return write_pairs(PairDataConfig(scenes_per_kind=scenes_per_kind, seeds=seeds, first_seed=seeds), retest, log=log)
 
     table = write_ground_truth(pairs_path, profiles, docs_path, scenes_per_kind, seeds, generate=generate, log=log)
     log(f"wrote the fitted pair predictor to {ship_pair_predictor(pairs_path)}")
