@@ -87,7 +87,7 @@ def build_pairs(cfg: PairDataConfig, pipe=None, log=print) -> PairTable:
     t0 = time.perf_counter()
     pipe = pipe or TinyPipeline(load_components())
     rng = random.Random(cfg.seed)
-    S, s0 = cfg.seeds, cfg.first_seed
+    S, seed_range = cfg.seeds, range(cfg.first_seed, cfg.first_seed + cfg.seeds)
     scenes = [sample_scene(rng, kind) for kind in KINDS for _ in range(cfg.scenes_per_kind)]
     prompts = [s.caption() for s in scenes]
     pairs = [(i, d, src.caption()) for i, s in enumerate(scenes) for d, src in cached_sources(s, rng, cfg.two_attribute_sources)]
@@ -96,7 +96,7 @@ def build_pairs(cfg: PairDataConfig, pipe=None, log=print) -> PairTable:
         return np.array([attribute_accuracy(ground_truth_check(im, c)) for im, c in zip(images, captions)])
 
     rep = [p for p in prompts for _ in range(S)]
-    seeds = [1000 * i + s for i in range(len(prompts)) for s in range(s0, s0 + S)]
+    seeds = [1000 * i + s for i in range(len(prompts)) for s in seed_range]
     k0 = accuracy(_generate(pipe, rep, seeds, cfg.batch), rep).reshape(len(prompts), S)
     fast = accuracy(_generate(pipe, rep, seeds, cfg.batch, unet=FAST_UNET.name, num_inference_steps=FAST_UNET.num_inference_steps),
                     rep).reshape(len(prompts), S)
@@ -104,10 +104,10 @@ def build_pairs(cfg: PairDataConfig, pipe=None, log=print) -> PairTable:
     log(f"k0 and fast: {len(prompts)} prompts x {S} seeds ({time.perf_counter() - t0:.0f} s)")
 
     src_rep = [c for _, _, c in pairs for _ in range(S)]
-    src_seeds = [500_000 + 1000 * j + s for j in range(len(pairs)) for s in range(s0, s0 + S)]
+    src_seeds = [500_000 + 1000 * j + s for j in range(len(pairs)) for s in seed_range]
     latents = level_latents(pipe, src_rep, src_seeds, cfg.batch)
     tgt_rep = [prompts[i] for i, _, _ in pairs for _ in range(S)]
-    tgt_seeds = [1000 * i + s for i, _, _ in pairs for s in range(s0, s0 + S)]
+    tgt_seeds = [1000 * i + s for i, _, _ in pairs for s in seed_range]
     quality = {}
     for k in LEVELS:
         img = _generate(pipe, tgt_rep, tgt_seeds, cfg.batch, k=k, start_latents=latents[k])
