@@ -203,7 +203,12 @@ def run_pair_eval(pairs_path: Path, profile_path: Path, folds: int = 4, console=
     from orchestrator.sim.ground_truth import is_world_pairs
 
     pairs = PairTable.load(pairs_path)
-    ceiling = label_ceiling(pairs, PairTable.load(retest_path)) if retest_path is not None else None  # a mismatch fails before the long fit
+    try:  # a mismatch fails before the long fit, as one line naming the file
+        ceiling = label_ceiling(pairs, PairTable.load(retest_path)) if retest_path is not None else None
+    except ValueError as e:
+        from orchestrator.sim.inputs import InputFileError
+
+        raise InputFileError(f"{retest_path}: {e}") from None
     prof = Profile.load(profile_path)
     speed = {v: vp.latency_ms[min(vp.latency_ms)] for v, vp in prof.variants.items()}
     world = is_world_pairs(pairs)

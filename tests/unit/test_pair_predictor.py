@@ -142,6 +142,17 @@ def test_the_retest_ceiling_reads_the_labels_own_noise():
         label_ceiling(a, synthetic_pairs(n_prompts=8))
 
 
+def test_eval_predictor_names_a_retest_of_other_triples_before_fitting(tmp_path):
+    from orchestrator.bench.predictor import run_eval
+    from orchestrator.paths import CPU_PROFILE
+    from orchestrator.sim.inputs import InputFileError
+
+    synthetic_pairs().save(tmp_path / "pairs.npz")
+    synthetic_pairs(n_prompts=8).save(tmp_path / "retest.npz")
+    with pytest.raises(InputFileError, match=r"retest\.npz: the retest table does not hold the same triples"):
+        run_eval(CPU_PROFILE, tmp_path / "pairs.npz", 4, retest=tmp_path / "retest.npz")
+
+
 def _target_and_sources(pairs):
     """A prompt of the synthetic world, a cached source that changed its background (listed first,
     as the more similar) and one that changed its colour."""
